@@ -1,0 +1,241 @@
+"""YAML files + ``key.sub=value`` overrides -> one validated :class:`Config`.
+
+Errors are produced from the schema: an unknown key names the closest valid
+key, a wrong type or out-of-range value names the key and the value. They
+are :class:`ConfigError`, which the CLI turns into exit code 2.
+
+A config file may start from others with ``_base_: path`` (or a list of
+paths, relative to the file); later files and overrides win, mappings merge
+key by key, lists are replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import yaml
+
+from kdlab.config.schema import Config
+
+BASE_KEY = "_base_"
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message says which."""
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in chain:
+        raise ConfigError(f"config {path}: circular {BASE_KEY} chain")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"config {path}: {BASE_KEY} must be a path or a list of paths")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = merge(merged, _read_yaml(path.parent / base, chain + (path.resolve(),)))
+    return merge(merged, data)
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``update`` wins, lists are replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config (or none: all defaults), apply overrides, validate."""
+    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    return from_dict(apply_overrides(data, overrides))
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Validate a plain mapping against the schema."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
+    return _build(Config, data, prefix="")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema, e.g. ``trainer.epochs``."""
+    keys: list[str] = []
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        nested = _nested_dataclass(cls, f)
+        if nested is not None:
+            keys.extend(all_keys(nested, name + "."))
+        else:
+            keys.append(name)
+    return keys
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _nested_dataclass(cls: type, f: dataclasses.Field) -> Optional[type]:
+    hint = _hints(cls)[f.name]
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {_show(data)}")
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if not isinstance(key, str) or key not in fields:
+            raise ConfigError(_unknown_key_message(f"{prefix}{key}", value))
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        f = fields[name]
+        key = f"{prefix}{name}"
+        hint = hints[name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, key + ".")
+        else:
+            values[name] = _check_value(key, value, hint, f.metadata)
+    return cls(**values)
+
+
+def _unknown_key_message(key: str, value: Any = None) -> str:
+    candidates = all_keys()
+    candidates += sorted({k.rsplit(".", 1)[0] for k in candidates if "." in k})
+    probe = key
+    if isinstance(value, dict) and value:
+        probe = f"{key}.{next(iter(value))}"
+    close = difflib.get_close_matches(probe, candidates, n=1, cutoff=0.5)
+    if not close:
+        leaf = key.split(".")[-1]
+        close = [k for k in candidates if k.split(".")[-1] == leaf][:1]
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown config key {key}{hint}"
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _check_value(key: str, value: Any, hint: Any, meta: Any) -> Any:
+    value = _coerce(key, value, hint)
+    if value is None:
+        return value
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{key}={value!r} is out of range: must be >= {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}={value!r} is out of range: must be <= {hi}")
+    return value
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner[0]) if len(inner) == 1 else value
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {_show(value)}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key} must be an integer, got {_show(value)}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be a number, got {_show(value)}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} must be a string, got {_show(value)}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {_show(value)}")
+        item = args[0] if args else Any
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {_show(value)}")
+        if not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key} must have string keys, got {_show(value)}")
+        return dict(value)
+    return value

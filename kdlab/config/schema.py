@@ -1,0 +1,191 @@
+"""The single typed schema of a kdlab experiment.
+
+Every key a YAML config or a ``key.sub=value`` override may set is a field
+below, documented once here. Validation errors (unknown key, wrong type,
+value out of range) are produced from this schema by
+:mod:`kdlab.config.loader`, so adding a key needs no new error code.
+
+Range and choice constraints live in ``field(metadata=...)``:
+``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+def _choices(*values: str, doc: str = "") -> dict[str, Any]:
+    return {"choices": values, "doc": doc}
+
+
+@dataclass
+class TrainerConfig:
+    """How the one trainer runs."""
+
+    epochs: int = field(default=10, metadata={"min": 1, "doc": "number of training epochs"})
+    out_dir: str = field(default="runs/default", metadata={"doc": "run folder (config, metrics, checkpoints)"})
+    seed: int = field(default=0, metadata={"min": 0, "doc": "seeds init, data order and augmentation"})
+    device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda", doc="auto picks CUDA when present"))
+    stop_after_steps: Optional[int] = field(
+        default=None,
+        metadata={"min": 1, "doc": "stop cleanly after N optimizer steps with a resumable checkpoint (as if preempted)"},
+    )
+    time_limit: Optional[str] = field(
+        default=None, metadata={"doc": "wall-clock budget such as '3h50m'; stop cleanly before it runs out"}
+    )
+    precision: str = field(
+        default="fp32", metadata=_choices("fp32", "bf16", doc="bf16 autocast (CUDA; CPU when supported); losses in fp32")
+    )
+    channels_last: bool = field(default=False, metadata={"doc": "channels_last memory format for the networks"})
+    compile: bool = field(default=False, metadata={"doc": "torch.compile the student"})
+    log_every: int = field(default=50, metadata={"min": 1, "doc": "steps between logged training-loss readings"})
+    eval_every: int = field(default=1, metadata={"min": 1, "doc": "epochs between evaluations (last epoch always)"})
+    keep_last: int = field(default=1, metadata={"min": 1, "doc": "number of recent epoch checkpoints to keep"})
+    best_metric: str = field(default="val_top1", metadata={"doc": "metrics.jsonl key that selects best.pt (higher is better)"})
+    progress: str = field(
+        default="auto", metadata=_choices("auto", "bar", "lines", "none", doc="tqdm bar on a terminal, else lines")
+    )
+    sync_batchnorm: bool = field(default=False, metadata={"doc": "convert BatchNorm to SyncBatchNorm under DDP"})
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer of the student and the method's trainable modules."""
+
+    name: str = field(default="sgd", metadata=_choices("sgd", "adamw"))
+    lr: float = field(default=0.05, metadata={"min": 0.0, "doc": "base learning rate"})
+    momentum: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
+    weight_decay: float = field(default=5e-4, metadata={"min": 0.0})
+    nesterov: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, stepped per optimizer step (epoch-fractional)."""
+
+    name: str = field(default="step", metadata=_choices("step", "cosine", "constant"))
+    milestones: list[int] = field(default_factory=lambda: [150, 180, 210], metadata={"doc": "epochs where lr *= gamma"})
+    gamma: float = field(default=0.1, metadata={"min": 0.0})
+    warmup_epochs: float = field(default=0.0, metadata={"min": 0.0, "doc": "linear warm-up from 0 over these epochs"})
+    min_lr: float = field(default=0.0, metadata={"min": 0.0, "doc": "cosine floor"})
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how they are batched and augmented."""
+
+    name: str = field(
+        default="digits", metadata=_choices("digits", "cifar10", "cifar100", "imagefolder", "synthetic")
+    )
+    root: Optional[str] = field(default=None, metadata={"doc": "dataset folder or .zip (imagefolder)"})
+    download: bool = field(default=False, metadata={"doc": "allow torchvision to download CIFAR (never in tests)"})
+    batch_size: int = field(default=64, metadata={"min": 1, "doc": "global training batch (images, before views)"})
+    eval_batch_size: int = field(default=256, metadata={"min": 1})
+    num_workers: int = field(default=2, metadata={"min": 0, "doc": "DataLoader workers of the standard path"})
+    subset: Optional[int] = field(default=None, metadata={"min": 1, "doc": "use only the first N training samples"})
+    pipeline: str = field(
+        default="auto", metadata=_choices("auto", "fast", "standard", doc="fast: uint8 in memory, batched aug")
+    )
+    cache_dir: Optional[str] = field(default=None, metadata={"doc": "fast-path cache folder (default: user cache)"})
+    on_corrupt: str = field(default="error", metadata=_choices("error", "skip"))
+    augment: str = field(
+        default="crop_flip",
+        metadata=_choices(
+            "none", "crop", "flip", "crop_flip", "random_resized_crop", "mocov2", doc="training augmentation"
+        ),
+    )
+    crop_padding: int = field(default=4, metadata={"min": 0})
+    image_size: Optional[int] = field(default=None, metadata={"min": 1, "doc": "train/eval resolution (default: native)"})
+    views: str = field(
+        default="single", metadata=_choices("single", "rotate4", "multi", doc="rotate4: SSKD's 4 rotated views")
+    )
+    num_views: int = field(default=1, metadata={"min": 1, "doc": "augmented views per image when views=multi"})
+    mean: Optional[list[float]] = field(default=None, metadata={"doc": "normalisation mean (default: dataset's)"})
+    std: Optional[list[float]] = field(default=None, metadata={"doc": "normalisation std (default: dataset's)"})
+    sampler: str = field(default="random", metadata=_choices("random", "knn", doc="knn: CoSS teacher-neighbour batches"))
+    knn_index: Optional[str] = field(default=None, metadata={"doc": "neighbour file for sampler=knn"})
+    knn_anchors: int = field(default=16, metadata={"min": 1, "doc": "anchors per batch (knn sampler)"})
+    knn_neighbours: int = field(default=15, metadata={"min": 0, "doc": "neighbours drawn per anchor"})
+    knn_pool: int = field(default=31, metadata={"min": 1, "doc": "neighbours are drawn from the top knn_pool"})
+    synthetic_train: int = field(default=512, metadata={"min": 1})
+    synthetic_test: int = field(default=128, metadata={"min": 1})
+    synthetic_classes: int = field(default=10, metadata={"min": 2})
+    synthetic_size: int = field(default=32, metadata={"min": 4})
+
+
+@dataclass
+class ModelConfig:
+    """The network being trained (the student when distilling)."""
+
+    name: str = field(default="resnet8", metadata={"doc": "registry name, tv:<name> or timm:<name>"})
+    num_classes: Optional[int] = field(default=None, metadata={"min": 1, "doc": "default: the dataset's"})
+    checkpoint: Optional[str] = None
+    kwargs: dict[str, Any] = field(default_factory=dict, metadata={"doc": "extra create_model arguments"})
+    frozen: bool = field(
+        default=False, metadata={"doc": "keep this network fixed (eval mode, no gradients); only method modules train"}
+    )
+
+
+@dataclass
+class TeacherConfig:
+    """The frozen teacher (only for distillation)."""
+
+    name: Optional[str] = field(default=None, metadata={"doc": "registry name; None: no teacher"})
+    checkpoint: Optional[str] = field(default=None, metadata={"doc": "weights file or a kdlab run folder"})
+    num_classes: Optional[int] = field(default=None, metadata={"min": 1})
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    mean: Optional[list[float]] = field(default=None, metadata={"doc": "input mean the teacher was trained with"})
+    std: Optional[list[float]] = field(default=None, metadata={"doc": "input std the teacher was trained with"})
+    embedding_only: bool = field(default=False, metadata={"doc": "use the pooled embedding, classifier removed"})
+
+
+@dataclass
+class DistillConfig:
+    """Loss terms and how they see the data."""
+
+    terms: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"name": "ce", "weight": 1.0}],
+        metadata={"doc": "loss terms: [{name: ce, weight: 1.0}, {name: kd, weight: 0.9, temperature: 4}]"},
+    )
+    labels: bool = field(default=True, metadata={"doc": "false: label-free (unsupervised) distillation"})
+    gather: bool = field(default=False, metadata={"doc": "batch-dependent terms gather across DDP ranks"})
+    teacher_cache: Optional[str] = field(default=None, metadata={"doc": "teacher-output cache folder"})
+    head_hidden: int = field(default=2048, metadata={"min": 1, "doc": "hidden width of the student projection head"})
+
+
+@dataclass
+class EvalConfig:
+    """What is measured after training / by `kdlab eval`."""
+
+    knn: bool = field(default=False, metadata={"doc": "weighted kNN accuracy on frozen embeddings"})
+    knn_k: list[int] = field(default_factory=lambda: [10, 20, 200])
+    knn_temperature: float = field(default=0.07, metadata={"min": 0.0})
+    linear_probe: bool = False
+    probe_method: str = field(default="lbfgs", metadata=_choices("lbfgs", "sgd"))
+    probe_epochs: int = field(default=100, metadata={"min": 1})
+    probe_lr: float = field(default=30.0, metadata={"min": 0.0})
+    probe_milestones: list[int] = field(default_factory=lambda: [60, 80])
+    manifold: bool = False
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = False
+    csv: bool = False
+
+
+@dataclass
+class Config:
+    """A whole experiment."""
+
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    description: str = field(default="", metadata={"doc": "free text shown in reports"})

@@ -1,0 +1,183 @@
+"""Batched augmentation of uint8 images on the training device (the fast path).
+
+Random crop with zero padding, horizontal flip and rotation by multiples of
+90 degrees are folded into one per-pixel source index, so a whole batch (and
+all its views) is augmented by a single ``gather``: no per-sample Python loop.
+
+Sampling and applying are separate: :meth:`BatchAugment.sample_params` draws
+the parameters from a given generator, :meth:`BatchAugment.apply` turns
+(images, parameters) into the network input. A teacher-output cache can store
+the parameters and replay exactly the image the teacher saw.
+
+Geometry, per sample and view: flip the image (if drawn), rotate it by
+``rot`` x 90 degrees counter-clockwise (``torch.rot90(x, rot, dims=(-2, -1))``),
+zero-pad by ``padding`` and crop ``size`` x ``size`` at offset (``dy``, ``dx``),
+each offset uniform in [0, 2 * padding] like torchvision's RandomCrop.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import DataError
+
+VIEW_MODES = ("single", "rotate4", "multi")
+
+
+class BatchAugment:
+    """Crop/flip/rotate + normalisation of uint8 (B, C, S, S) batches, optionally into several views.
+
+    Parameter tensors have shape (B,) for ``views="single"`` (output
+    (B, C, S, S)) and (B, V) otherwise (output (B, V, C, S, S)); keys are
+    ``flip`` (bool), ``rot`` (0..3), ``dy`` and ``dx`` (crop offsets).
+    ``rotate4`` gives V = 4: one flip per image shared by its views, view k
+    rotated by k x 90 degrees, each view cropped independently.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop: bool = False,
+        flip: bool = False,
+        padding: int = 0,
+        views: str = "single",
+        num_views: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        if views not in VIEW_MODES:
+            raise DataError(f"data.views={views!r} is not one of {VIEW_MODES}")
+        if len(mean) != len(std):
+            raise DataError(f"data.mean has {len(mean)} values but data.std has {len(std)}")
+        if any(s <= 0 for s in std):
+            raise DataError(f"data.std must be positive, got {list(std)}")
+        if padding < 0:
+            raise DataError(f"data.crop_padding must be >= 0, got {padding}")
+        self.size = size
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.crop = crop
+        self.flip = flip
+        self.padding = padding if crop else 0
+        self.views = views
+        self.num_views = {"single": 1, "rotate4": 4, "multi": num_views}[views]
+        self.channels_last = channels_last
+
+    # -- sampling -------------------------------------------------------
+    def sample_params(self, generator: torch.Generator, n: int) -> dict[str, torch.Tensor]:
+        """Parameters for ``n`` images, drawn from ``generator`` only (CPU tensors)."""
+        shape = (n,) if self.views == "single" else (n, self.num_views)
+        flip_shape = (n,) if self.views == "rotate4" else shape
+        if self.flip:
+            flip = torch.rand(flip_shape, generator=generator) < 0.5
+        else:
+            flip = torch.zeros(flip_shape, dtype=torch.bool)
+        if self.views == "rotate4":
+            flip = flip[:, None].expand(shape).contiguous()
+            rot = torch.arange(4, dtype=torch.long).expand(shape).contiguous()
+        else:
+            rot = torch.zeros(shape, dtype=torch.long)
+        if self.crop and self.padding > 0:
+            dy = torch.randint(0, 2 * self.padding + 1, shape, generator=generator)
+            dx = torch.randint(0, 2 * self.padding + 1, shape, generator=generator)
+        else:
+            dy = torch.full(shape, self.padding, dtype=torch.long)
+            dx = torch.full(shape, self.padding, dtype=torch.long)
+        return {"flip": flip, "rot": rot, "dy": dy, "dx": dx}
+
+    # -- applying -------------------------------------------------------
+    def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Augmented, normalised float images: (B, C, S, S) or (B, V, C, S, S) by the parameters' shape."""
+        self._check_images(images)
+        missing = {"flip", "rot", "dy", "dx"} - set(params)
+        if missing:
+            raise DataError(f"augmentation params lack {sorted(missing)}; got keys {sorted(params)}")
+        batch, channels, size, _ = images.shape
+        flip = params["flip"].to(images.device)
+        single = flip.ndim == 1
+        if flip.shape[0] != batch:
+            raise DataError(f"augmentation params are for {flip.shape[0]} images, the batch has {batch}")
+        flip, rot, dy, dx = (
+            params[k].to(images.device).reshape(batch, -1) for k in ("flip", "rot", "dy", "dx")
+        )
+        views = flip.shape[1]
+        pad = self.padding
+        # Zero padding commutes with flips and rotations (it is symmetric), so
+        # pad once and read every view out of the padded image.
+        padded = F.pad(images, (pad, pad, pad, pad)) if pad else images
+        padded_size = size + 2 * pad
+        index = self._source_index(flip, rot.long(), dy.long(), dx.long(), size, padded_size)
+        flat = padded.reshape(batch, channels, padded_size * padded_size)
+        index = index.reshape(batch, 1, views * size * size).expand(batch, channels, -1)
+        pixels = flat.gather(2, index).reshape(batch, channels, views, size, size).permute(0, 2, 1, 3, 4)
+        out = self._normalize(pixels)
+        if single:
+            layout = torch.channels_last if self.channels_last else torch.contiguous_format
+            return out[:, 0].contiguous(memory_format=layout)
+        return out.contiguous()
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Float, normalised (B, C, S, S) images without augmentation (the eval transform)."""
+        self._check_images(images)
+        out = self._normalize(images)
+        if self.channels_last:
+            return out.contiguous(memory_format=torch.channels_last)
+        return out
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+            raise DataError(
+                f"BatchAugment expects uint8 (B, C, S, S) images, got {images.dtype} {tuple(images.shape)}"
+            )
+        if images.shape[1] != len(self.mean):
+            raise DataError(
+                f"images have {images.shape[1]} channels but mean/std have {len(self.mean)} values"
+            )
+
+    def _normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        channel_shape = [1] * pixels.ndim
+        channel_shape[-3] = -1
+        std = torch.tensor(self.std, dtype=torch.float32, device=pixels.device).reshape(channel_shape)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=pixels.device).reshape(channel_shape)
+        # x / 255 then (x - mean) / std, as one multiply-add.
+        scale = 1.0 / (255.0 * std)
+        return pixels.to(torch.float32) * scale - mean / std
+
+    def _source_index(
+        self, flip: torch.Tensor, rot: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, size: int, padded: int
+    ) -> torch.Tensor:
+        """For every output pixel (B, V, size, size), its linear index in the padded source image.
+
+        Output pixel (i, j) reads the flipped-then-rotated padded image at
+        (u, v) = (i + dy, j + dx). Undoing rot90 and the flip maps (u, v) to the
+        source (a, b) affinely, with per-sample coefficients from a 4-entry
+        table, so the whole index is offset + cu * i + cv * j.
+        """
+        last = padded - 1
+        # Per rotation k: a = a0 + au*u + av*v and b = b0 + bu*u + bv*v
+        # (the inverse of torch.rot90 counter-clockwise on dims (H, W)).
+        table = torch.tensor(
+            [
+                [0, 1, 0, 0, 0, 1],
+                [0, 0, 1, last, -1, 0],
+                [last, -1, 0, last, 0, -1],
+                [last, 0, -1, 0, 1, 0],
+            ],
+            dtype=torch.long,
+            device=flip.device,
+        )
+        a0, au, av, b0, bu, bv = table[rot % 4].unbind(-1)
+        # The flip happened before the rotation: X[a, last - b].
+        sign = 1 - 2 * flip.long()
+        b0 = torch.where(flip, last - b0, b0)
+        bu, bv = bu * sign, bv * sign
+        cu, cv = au * padded + bu, av * padded + bv
+        offset = a0 * padded + b0 + cu * dy + cv * dx
+        ramp = torch.arange(size, device=flip.device)
+        index = offset[..., None, None] + cu[..., None, None] * ramp[:, None] + cv[..., None, None] * ramp[None, :]
+        return index.reshape(flip.shape[0], -1)

@@ -1,0 +1,55 @@
+"""The data contract the trainer consumes: batches, streams and the bundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol, runtime_checkable
+
+import torch
+
+Batch = dict[str, torch.Tensor]
+"""One batch.
+
+``"image"``: float (B, C, H, W), normalised, or (B, V, C, H, W) with views;
+``"target"``: int64 (B,); ``"index"``: int64 (B,), the sample's index in the
+(subset) split; optional ``"aug"`` (fast path, training only): a dict of
+per-sample augmentation parameters that :meth:`BatchAugment.apply` replays.
+"""
+
+
+@runtime_checkable
+class TrainStream(Protocol):
+    """Augmented training batches, replayable from any (epoch, step)."""
+
+    steps_per_epoch: int
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        """Yield the batches ``start_step, start_step + 1, ...`` of ``epoch``, on the device."""
+        ...
+
+
+@runtime_checkable
+class EvalStream(Protocol):
+    """One split without augmentation, in a fixed order, each sample of this rank's shard once."""
+
+    num_samples: int
+
+    def __iter__(self) -> Iterator[Batch]:
+        ...
+
+
+@dataclass
+class DataBundle:
+    """Everything the trainer needs to know about the data of one run."""
+
+    train: TrainStream
+    eval: EvalStream
+    train_eval: EvalStream
+    num_classes: int
+    classes: list[str]
+    in_chans: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train_size: int
+    fingerprint: str

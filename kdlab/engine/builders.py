@@ -1,0 +1,110 @@
+"""Turn a config into the objects a run needs: device, data, student, teacher, method."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from kdlab.config import Config, ConfigError, load_config
+from kdlab.engine.teacher import FrozenTeacher
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+def autocast_for(cfg: Config, device: torch.device) -> Optional[torch.autocast]:
+    """bf16 autocast when asked (losses upcast to fp32 inside); None for fp32."""
+    if cfg.trainer.precision != "bf16":
+        return None
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def with_views(cfg: Config) -> Config:
+    """The config with the data views the loss terms need (e.g. SSKD's rotate4)."""
+    from kdlab.methods.build import required_views
+
+    views = required_views(cfg)
+    if views is None or cfg.data.views == views:
+        return cfg
+    if cfg.data.views != "single":
+        raise ConfigError(f"data.views={cfg.data.views!r} but the loss terms need {views!r}")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, views=views))
+
+
+def model_kwargs(kwargs: dict[str, Any], in_chans: int, name: str) -> dict[str, Any]:
+    out = dict(kwargs)
+    if in_chans != 3 and not name.startswith(("tv:", "timm:")):
+        out.setdefault("in_chans", in_chans)
+    return out
+
+
+def build_student(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
+    from kdlab.models import create_model
+
+    classes = cfg.model.num_classes or num_classes
+    try:
+        return create_model(
+            cfg.model.name,
+            num_classes=classes,
+            checkpoint=cfg.model.checkpoint,
+            **model_kwargs(cfg.model.kwargs, in_chans, cfg.model.name),
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model ({cfg.model.name}): {err}") from None
+
+
+def resolve_teacher_source(cfg: Config) -> tuple[str, Optional[str], dict[str, Any], Optional[int]]:
+    """(name, checkpoint file, kwargs, num_classes); a kdlab run folder supplies what is missing."""
+    name, checkpoint = cfg.teacher.name, cfg.teacher.checkpoint
+    kwargs, classes = dict(cfg.teacher.kwargs), cfg.teacher.num_classes
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        run = Path(checkpoint)
+        run_config = run / "config.yaml"
+        best = run / "checkpoints" / "best.pt"
+        last = run / "checkpoints" / "last.pt"
+        checkpoint = str(best if best.exists() else last)
+        if not Path(checkpoint).exists():
+            raise ConfigError(f"teacher.checkpoint={run} is a folder without checkpoints/best.pt or last.pt")
+        if run_config.exists():
+            teacher_cfg = load_config(run_config)
+            name = name or teacher_cfg.model.name
+            kwargs = {**teacher_cfg.model.kwargs, **kwargs}
+            classes = classes or teacher_cfg.model.num_classes
+    if name is None:
+        raise ConfigError("teacher.name is not set (and teacher.checkpoint is not a kdlab run folder)")
+    if checkpoint is None:
+        raise ConfigError(f"teacher {name}: teacher.checkpoint is required (a teacher must be trained)")
+    if not Path(checkpoint).exists():
+        raise ConfigError(f"teacher.checkpoint={checkpoint}: file not found")
+    return name, checkpoint, kwargs, classes
+
+
+def build_teacher(
+    cfg: Config, num_classes: int, in_chans: int, data_mean: Any, data_std: Any
+) -> Optional[FrozenTeacher]:
+    if cfg.teacher.name is None and cfg.teacher.checkpoint is None:
+        return None
+    from kdlab.models import create_model
+
+    name, checkpoint, kwargs, classes = resolve_teacher_source(cfg)
+    try:
+        model = create_model(
+            name, num_classes=classes or num_classes, checkpoint=checkpoint, **model_kwargs(kwargs, in_chans, name)
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"teacher ({name}, {checkpoint}): {err}") from None
+    if cfg.teacher.embedding_only:
+        model.reset_classifier(0)
+    try:
+        return FrozenTeacher(model, data_mean, data_std, cfg.teacher.mean, cfg.teacher.std)
+    except ValueError as err:
+        raise ConfigError(f"teacher: {err}") from None

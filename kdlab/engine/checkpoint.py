@@ -1,0 +1,97 @@
+"""Training checkpoints: written atomically, read with ``weights_only=True``.
+
+A checkpoint is a plain dict ``{model, method, optimizer, scaler, epoch, step,
+global_step, rng, config, best, kdlab_version}``: ``model`` is the student's
+state_dict (so any checkpoint is also a model file for ``create_model``),
+``method`` the trainable extras of the loss terms, ``epoch``/``step`` the
+position to continue from (epoch index in progress, optimizer steps already
+done in it).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not what was expected."""
+
+
+def atomic_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename.
+
+    A write interrupted at any point leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_copy(src: PathLike, dst: PathLike) -> Path:
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def load_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> dict[str, Any]:
+    """Read a checkpoint dict safely; ``unsafe=True`` allows arbitrary pickles (trusted files only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects that a safe load (weights_only=True) refuses: {err}. "
+            "If you trust this file, pass --unsafe-load to allow arbitrary code in it to run."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a torch file?): {err}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} is a {type(data).__name__}, expected a dict")
+    return data
+
+
+def require_keys(data: dict[str, Any], keys: tuple[str, ...], path: PathLike) -> None:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: it is not a kdlab training checkpoint")
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,469 @@
+"""The one trainer: supervised training, distillation and label-free distillation alike.
+
+What a method is does not matter here: the trainer asks a :class:`Distiller`
+for a :class:`StepOutput`, backpropagates its weighted total, logs every term,
+evaluates, checkpoints and resumes. Randomness of the data comes from
+(seed, epoch, step) inside the data layer and the learning rate is a pure
+function of the position, so a run stopped anywhere and resumed ends bitwise
+equal to an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+import kdlab
+from kdlab.config import Config, ConfigError, dump_yaml, load_config, to_dict
+from kdlab.engine import builders
+from kdlab.engine.checkpoint import (
+    CheckpointError,
+    atomic_copy,
+    atomic_save,
+    load_checkpoint_file,
+    require_keys,
+    rng_state,
+    set_rng_state,
+)
+from kdlab.engine.evaluate import classify
+from kdlab.engine.metrics_log import MetricsLog
+from kdlab.engine.progress import EpochProgress, say
+from kdlab.engine.schedule import learning_rate
+from kdlab.engine.teacher import FrozenTeacher
+from kdlab.engine.timelimit import parse_duration
+
+EXIT_PREEMPTED = 3
+
+#: keys that may differ between a run and its resumption (they do not change the result)
+OPERATIONAL_KEYS = {
+    "trainer.stop_after_steps",
+    "trainer.time_limit",
+    "trainer.device",
+    "trainer.progress",
+    "trainer.out_dir",
+    "trainer.epochs",
+    "data.num_workers",
+    "data.cache_dir",
+    "data.eval_batch_size",
+    "description",
+}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term or a gradient became NaN/Inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    completed: bool  # False when stopped early (stop_after_steps, time limit, signal)
+    exit_code: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: Optional[float] = None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and key not in ("kwargs",):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in OPERATIONAL_KEYS)
+
+
+class _StopSignal:
+    """SIGTERM/SIGINT set a flag; the step in progress finishes, then the run checkpoints and exits."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignal":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Builds everything from a config and runs (or resumes) it."""
+
+    def __init__(self, cfg: Config, *, unsafe_load: bool = False) -> None:
+        self.cfg = builders.with_views(cfg)
+        self.unsafe_load = unsafe_load
+        self.out_dir = Path(self.cfg.trainer.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.progress_mode = self.cfg.trainer.progress
+        self.device = builders.resolve_device(self.cfg.trainer.device)
+        self._build()
+
+    # ------------------------------------------------------------------ setup
+    def _run_prerequisites(self) -> None:
+        from kdlab.methods.build import prerequisites
+
+        for need in prerequisites(self.cfg):
+            if Path(need.produces).exists():
+                continue
+            say(self.progress_mode, f"first: {need.description} -> {need.produces}")
+            resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
+            result = Trainer(need.config, unsafe_load=self.unsafe_load).fit(resume=resume)
+            if not result.completed:
+                raise RuntimeError(f"{need.description} stopped early; run again with --resume auto")
+            if not Path(need.produces).exists():
+                raise RuntimeError(f"{need.description} finished but did not write {need.produces}")
+
+    def _build(self) -> None:
+        from kdlab.data import build_data
+        from kdlab.methods.build import build_distiller
+
+        cfg = self.cfg
+        self._run_prerequisites()
+        torch.manual_seed(cfg.trainer.seed)
+        self.data = build_data(
+            cfg.data,
+            seed=cfg.trainer.seed,
+            device=self.device,
+            channels_last=cfg.trainer.channels_last,
+            progress=self.progress_mode != "none",
+        )
+        self.student = builders.build_student(cfg, self.data.num_classes, self.data.in_chans)
+        if cfg.model.frozen:
+            self.student = FrozenTeacher(self.student)
+        self.teacher = builders.build_teacher(
+            cfg, self.data.num_classes, self.data.in_chans, self.data.mean, self.data.std
+        )
+        memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+        self.student.to(self.device, memory_format=memory_format)
+        if self.teacher is not None:
+            self.teacher.to(self.device, memory_format=memory_format)
+        self.method = build_distiller(
+            cfg,
+            self.student,
+            self.teacher,
+            num_classes=cfg.model.num_classes or self.data.num_classes,
+            train_size=self.data.train_size,
+            image_size=self.data.image_size,
+            in_chans=self.data.in_chans,
+            steps_per_epoch=self.data.train.steps_per_epoch,
+            device=self.device,
+        )
+        self.method.to(self.device)
+        if cfg.trainer.compile:
+            self.student.compile()
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        o = cfg.optim
+        if o.name == "sgd":
+            self.optimizer = torch.optim.SGD(
+                params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        self.autocast = builders.autocast_for(cfg, self.device)
+        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best: Optional[float] = None
+        self._epoch_sums: dict[str, float] = {}
+        self._epoch_steps = 0
+        self._epoch_seconds = 0.0
+
+    # ------------------------------------------------------------ checkpoints
+    def _state(self) -> dict[str, Any]:
+        method_state = {k: v for k, v in self.method.state_dict().items() if not k.startswith("student.")}
+        return {
+            "model": self.student.state_dict(),
+            "method": method_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": None,
+            "epoch": self.epoch,
+            "step": self.step_in_epoch,
+            "global_step": self.global_step,
+            "epoch_sums": dict(self._epoch_sums),
+            "epoch_steps": self._epoch_steps,
+            "epoch_seconds": self._epoch_seconds,
+            "best": self.best,
+            "rng": rng_state(),
+            "config": to_dict(self.cfg),
+            "kdlab_version": kdlab.__version__,
+        }
+
+    def save(self, name: str = "last.pt") -> Path:
+        path = atomic_save(self._state(), self.ckpt_dir / name)
+        keep = self.cfg.trainer.keep_last
+        if keep > 1 and name == "last.pt" and self.step_in_epoch == 0:
+            atomic_copy(path, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+            for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def resume(self, where: str, force: bool = False) -> bool:
+        """Load ``where`` (a checkpoint path, or ``auto``: last.pt of out_dir if any)."""
+        if where == "auto":
+            path = self.ckpt_dir / "last.pt"
+            if not path.exists():
+                say(self.progress_mode, f"no checkpoint at {path}: starting fresh")
+                return False
+        else:
+            path = Path(where)
+            if not path.exists():
+                raise CheckpointError(f"--resume {where}: no such checkpoint (refusing to start fresh)")
+        state = load_checkpoint_file(path, unsafe=self.unsafe_load)
+        require_keys(state, ("model", "method", "optimizer", "epoch", "step", "rng", "config"), path)
+        changed = config_differences(state["config"], to_dict(self.cfg))
+        if changed and not force:
+            raise ConfigError(
+                f"--resume {path}: the config differs from the checkpoint's in {', '.join(changed)}; "
+                "pass --resume-force to continue anyway"
+            )
+        self.student.load_state_dict(state["model"])
+        missing, unexpected = self.method.load_state_dict(
+            {**{f"student.{k}": v for k, v in state["model"].items()}, **state["method"]}, strict=False
+        )
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint {path} does not fit this method: missing {missing}, unexpected {unexpected}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step"])
+        self.global_step = int(state.get("global_step", 0))
+        self._epoch_sums = dict(state.get("epoch_sums", {}))
+        self._epoch_steps = int(state.get("epoch_steps", 0))
+        self._epoch_seconds = float(state.get("epoch_seconds", 0.0))
+        self.best = state.get("best")
+        set_rng_state(state["rng"])
+        self.metrics.truncate_after(self.epoch)
+        say(self.progress_mode, f"resumed from {path} at epoch {self.epoch} step {self.step_in_epoch}")
+        return True
+
+    # ------------------------------------------------------------------ steps
+    def _check_finite(self, out: Any, grad_norm: torch.Tensor) -> None:
+        # One host sync per step: cheap next to a training step, and it lets a bad step be refused before it lands.
+        if bool(torch.isfinite(out.loss).item()) and bool(torch.isfinite(grad_norm).item()):
+            return
+        bad = [k for k, v in out.terms.items() if not bool(torch.isfinite(v).all())]
+        what = f"loss term(s) {', '.join(bad)}" if bad else ("the total loss" if not torch.isfinite(out.loss) else "a gradient")
+        raise NonFiniteLossError(
+            f"{what} became NaN/Inf at epoch {self.epoch} step {self.step_in_epoch} (global step {self.global_step}); "
+            f"stopped before the optimizer step, last good checkpoint kept in {self.ckpt_dir}"
+        )
+
+    def _train_step(self, batch: dict[str, torch.Tensor], steps: int) -> Any:
+        progress = self.epoch + self.step_in_epoch / steps
+        lr = learning_rate(self.cfg.schedule, self.cfg.optim.lr, progress, self.cfg.trainer.epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        context = self.autocast if self.autocast is not None else nullcontext()
+        with context:
+            out = self.method(batch, epoch=self.epoch, progress=progress)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        grad_norm = _grad_norm(params) if params else out.loss.new_zeros(())
+        self._check_finite(out, grad_norm)
+        self.optimizer.step()
+        self._accumulate(out, batch)
+        return out
+
+    def _accumulate(self, out: Any, batch: dict[str, torch.Tensor]) -> None:
+        sums = self._pending
+        sums["loss"] = sums.get("loss", 0.0) + out.loss.detach().float()
+        for key, value in out.terms.items():
+            sums[key] = sums.get(key, 0.0) + value.float()
+        if out.logits is not None and self.method.labels and "target" in batch:
+            correct = (out.logits.detach().argmax(1) == batch["target"]).sum()
+            sums["_correct"] = sums.get("_correct", 0) + correct
+            sums["_seen"] = sums.get("_seen", 0) + batch["target"].numel()
+
+    def _flush_sums(self) -> None:
+        """Move on-device running sums to Python floats (only at log/checkpoint points: no per-step sync)."""
+        for key, value in self._pending.items():
+            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + float(value)
+        self._pending = {}
+
+    # ------------------------------------------------------------------- loop
+    def fit(self, resume: Optional[str] = None, resume_force: bool = False) -> TrainResult:
+        cfg = self.cfg
+        if resume is not None:
+            self.resume(resume, force=resume_force)
+        elif (self.ckpt_dir / "last.pt").exists():
+            raise ConfigError(
+                f"{self.ckpt_dir / 'last.pt'} exists: pass --resume auto to continue that run, "
+                "or choose another trainer.out_dir"
+            )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(dump_yaml(cfg))
+        self._pending: dict[str, Any] = {}
+        steps = self.data.train.steps_per_epoch
+        if steps == 0:
+            raise ConfigError(
+                f"data.batch_size={cfg.data.batch_size} is larger than the {self.data.train_size} training samples"
+            )
+        limit = parse_duration(cfg.trainer.time_limit) if cfg.trainer.time_limit else None
+        started = time.monotonic()
+        steps_this_process = 0
+        with _StopSignal() as stop:
+            while self.epoch < cfg.trainer.epochs:
+                bar = EpochProgress(self.progress_mode, steps, self.step_in_epoch, f"epoch {self.epoch}")
+                tick = time.monotonic()
+                for batch in self.data.train.epoch(self.epoch, start_step=self.step_in_epoch):
+                    out = self._train_step(batch, steps)
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    self._epoch_steps += 1
+                    steps_this_process += 1
+                    if self.global_step % cfg.trainer.log_every == 0:
+                        bar.update({"loss": f"{float(out.loss.detach()):.4f}"})
+                    else:
+                        bar.update()
+                    reason = self._stop_reason(stop, steps_this_process, started, limit)
+                    if reason is not None and self.step_in_epoch < steps:
+                        bar.close()
+                        return self._stop_early(reason, tick)
+                bar.close()
+                self._epoch_seconds += time.monotonic() - tick
+                self._flush_sums()
+                self._end_epoch(steps)
+                reason = self._stop_reason(stop, steps_this_process, started, limit)
+                if reason is not None and self.epoch < cfg.trainer.epochs:
+                    return self._stop_early(reason, None)
+        history = self.metrics.read()
+        summary = {
+            "completed": True,
+            "epochs": cfg.trainer.epochs,
+            "best_metric": cfg.trainer.best_metric,
+            "best": self.best,
+            "final": history[-1] if history else {},
+            "train_seconds": sum(row.get("seconds", 0.0) for row in history),
+            "kdlab_version": kdlab.__version__,
+        }
+        (self.out_dir / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
+        say(self.progress_mode, f"done: {self.out_dir} (best {cfg.trainer.best_metric} = {self.best})")
+        return TrainResult(self.out_dir, True, 0, history, self.best)
+
+    def _stop_reason(self, stop: _StopSignal, steps_done: int, started: float, limit: Optional[float]) -> Optional[str]:
+        if stop.received is not None:
+            return f"signal {signal.Signals(stop.received).name}"
+        if self.cfg.trainer.stop_after_steps is not None and steps_done >= self.cfg.trainer.stop_after_steps:
+            return f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
+        if limit is not None and self._time_is_up(started, limit):
+            return f"trainer.time_limit={self.cfg.trainer.time_limit}"
+        return None
+
+    def _time_is_up(self, started: float, limit: float) -> bool:
+        elapsed = time.monotonic() - started
+        per_step = elapsed / max(self.global_step, 1)
+        # leave room for one more step plus a checkpoint write
+        return elapsed + 2 * per_step + 30.0 > limit
+
+    def _stop_early(self, reason: str, tick: Optional[float]) -> TrainResult:
+        if tick is not None:
+            self._epoch_seconds += time.monotonic() - tick
+        self._flush_sums()
+        path = self.save()
+        code = 0 if reason.startswith("trainer.stop_after_steps") else EXIT_PREEMPTED
+        say(
+            self.progress_mode,
+            f"stopped by {reason} at epoch {self.epoch} step {self.step_in_epoch}; "
+            f"checkpoint {path}; continue with --resume auto",
+        )
+        return TrainResult(self.out_dir, False, code, self.metrics.read(), self.best)
+
+    def _end_epoch(self, steps: int) -> None:
+        cfg = self.cfg
+        n = max(self._epoch_steps, 1)
+        row: dict[str, Any] = {"epoch": self.epoch}
+        row["train_loss"] = self._epoch_sums.get("loss", 0.0) / n
+        for key, value in self._epoch_sums.items():
+            if not key.startswith("_") and key != "loss":
+                row[f"train_{key}"] = value / n
+        if self._epoch_sums.get("_seen"):
+            row["train_top1"] = 100.0 * self._epoch_sums["_correct"] / self._epoch_sums["_seen"]
+        last_epoch = self.epoch + 1 == cfg.trainer.epochs
+        if last_epoch or (self.epoch + 1) % cfg.trainer.eval_every == 0:
+            row.update(self.evaluate())
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["seconds"] = self._epoch_seconds
+        row["steps"] = self.global_step
+        self.metrics.append(row)
+        say(self.progress_mode, self._summary(row))
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._epoch_sums, self._epoch_steps, self._epoch_seconds = {}, 0, 0.0
+        metric = row.get(cfg.trainer.best_metric)
+        improved = isinstance(metric, (int, float)) and (self.best is None or metric > self.best)
+        if improved:
+            self.best = float(metric)  # type: ignore[arg-type]
+        path = self.save()
+        if improved or not (self.ckpt_dir / "best.pt").exists():
+            atomic_copy(path, self.ckpt_dir / "best.pt")
+
+    def evaluate(self) -> dict[str, Any]:
+        """Per-epoch evaluation of the student (top-1/top-5/loss on the evaluation split)."""
+        if not self.method.labels:
+            from kdlab.engine.evaluate import embed
+            from kdlab.eval.knn import knn_accuracy
+
+            k = self.cfg.eval.knn_k[0] if self.cfg.eval.knn_k else 20
+            train_x, train_y, _ = embed(self.student, self.data.train_eval)
+            test_x, test_y, _ = embed(self.student, self.data.eval)
+            acc = knn_accuracy(
+                train_x, train_y, test_x, test_y, ks=(k,), temperature=self.cfg.eval.knn_temperature,
+                num_classes=self.data.num_classes,
+            )
+            return {f"val_knn{k}": acc[k], "val_top1": acc[k]}
+        result = classify(self.student, self.data.eval, autocast=self.autocast)
+        row = {"val_top1": result["top1"], "val_top5": result["top5"], "val_loss": result["loss"]}
+        for key, term in self.method.terms.items():
+            row.update({f"val_{key}_{name}": value for name, value in term.evaluate(self.student, self.data.eval).items()})
+        return row
+
+    def _summary(self, row: dict[str, Any]) -> str:
+        parts = [f"epoch {row['epoch'] + 1}/{self.cfg.trainer.epochs}", f"loss {row['train_loss']:.4f}"]
+        for key in ("val_top1", "val_top5"):
+            if row.get(key) is not None:
+                parts.append(f"{key} {row[key]:.2f}")
+        parts.append(f"lr {row['lr']:.4g}")
+        parts.append(f"{row['seconds']:.1f}s")
+        return "  ".join(parts)
+
+
+def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    norms = torch._foreach_norm([p.grad for p in params])  # one fused kernel, no host sync
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def train(
+    config: Optional[str | Path] = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    *,
+    resume: Optional[str] = None,
+    resume_force: bool = False,
+    unsafe_load: bool = False,
+) -> TrainResult:
+    """Python entry point equal to ``kdlab train CONFIG [overrides] [--resume ...]``."""
+    cfg = load_config(config, overrides)
+    return Trainer(cfg, unsafe_load=unsafe_load).fit(resume=resume, resume_force=resume_force)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

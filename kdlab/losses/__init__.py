@@ -1,0 +1,74 @@
+"""Pure distillation losses: tensors in, scalar (or dict of scalars) out.
+
+Each method file holds a function with the paper's formula and a thin
+``nn.Module`` that stores the hyper-parameters. Nothing here imports the rest of
+kdlab; extra trainable parts (regressors, projections, memory banks, queues)
+belong to the methods, which pass their outputs in. Half/bfloat16 inputs are
+computed in float32. Teacher tensors are used as given: detach them when the
+teacher should receive no gradient (CRD's teacher projection does need it).
+"""
+
+from kdlab.losses.at import ATLoss, at_loss, attention_map
+from kdlab.losses.ckd import CKDLoss, CKDNegatives, ckd_loss
+from kdlab.losses.coss import CoSSLoss, coss_loss
+from kdlab.losses.crd import CRDLoss, crd_loss, crd_normalizers, crd_update_memory
+from kdlab.losses.dkd import DKDLoss, dkd_loss
+from kdlab.losses.embedding import CosineEmbeddingLoss, MSEEmbeddingLoss, cosine_embedding_loss, mse_embedding_loss
+from kdlab.losses.fitnet import FitNetLoss, fitnet_loss
+from kdlab.losses.kd import KDLoss, kd_loss
+from kdlab.losses.pkt import PKTLoss, pkt_conditional_probabilities, pkt_loss
+from kdlab.losses.rkd import RKDLoss, normalized_distances, rkd_loss, triplet_angles
+from kdlab.losses.seed import SEEDLoss, seed_loss, seed_update_queue
+from kdlab.losses.sp import SPLoss, batch_similarity, sp_loss
+from kdlab.losses.sskd import (
+    SSKDLoss,
+    select_confident_rows,
+    sskd_loss,
+    sskd_similarity,
+    sskd_ss_accuracy,
+    sskd_ss_ce_loss,
+)
+
+__all__ = [
+    "ATLoss",
+    "CKDLoss",
+    "CKDNegatives",
+    "CRDLoss",
+    "CoSSLoss",
+    "CosineEmbeddingLoss",
+    "DKDLoss",
+    "FitNetLoss",
+    "KDLoss",
+    "MSEEmbeddingLoss",
+    "PKTLoss",
+    "RKDLoss",
+    "SEEDLoss",
+    "SPLoss",
+    "SSKDLoss",
+    "at_loss",
+    "attention_map",
+    "batch_similarity",
+    "ckd_loss",
+    "cosine_embedding_loss",
+    "coss_loss",
+    "crd_loss",
+    "crd_normalizers",
+    "crd_update_memory",
+    "dkd_loss",
+    "fitnet_loss",
+    "kd_loss",
+    "mse_embedding_loss",
+    "normalized_distances",
+    "pkt_conditional_probabilities",
+    "pkt_loss",
+    "rkd_loss",
+    "seed_loss",
+    "seed_update_queue",
+    "select_confident_rows",
+    "sp_loss",
+    "sskd_loss",
+    "sskd_similarity",
+    "sskd_ss_accuracy",
+    "sskd_ss_ce_loss",
+    "triplet_angles",
+]

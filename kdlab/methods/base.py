@@ -1,0 +1,154 @@
+"""The method contract: loss terms composed by a :class:`Distiller`.
+
+A run's method is a ``Distiller``: it owns the student and every loss term's
+trainable extras (adapters, heads, memory banks), so the optimizer,
+checkpoints and DDP see them as ordinary ``nn.Module`` children. The frozen
+teacher is held outside the module tree (never optimised, never saved, never
+wrapped by DDP). The one trainer calls ``distiller(batch)`` and gets a
+:class:`StepOutput`; it never knows which method it runs.
+
+A loss term is a :class:`LossTerm` subclass registered with
+:func:`register_term`. It declares what it needs (teacher, labels, which
+student/teacher features, multi-view batches, sample indices) and computes a
+scalar (or a dict of named scalars plus ``"loss"``) from a
+:class:`StepContext`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from kdlab.models.features import Features
+
+
+@dataclass
+class BuildContext:
+    """What a term may look at when it builds its modules."""
+
+    student: nn.Module
+    teacher: Optional[nn.Module]
+    num_classes: int
+    train_size: int
+    image_size: int
+    in_chans: int
+    labels: bool
+    seed: int
+    epochs: int
+    steps_per_epoch: int
+    head_hidden: int = 2048
+    config: Any = None  # the run's full Config, for terms that prepare artefacts (e.g. SSKD's teacher head)
+    device: Any = None
+    student_probe: Optional[Features] = None
+    teacher_probe: Optional[Features] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """One training step as a loss term sees it.
+
+    ``student`` / ``teacher`` hold features of the views a term asked for:
+    with multi-view batches (B, V, C, H, W), a term with ``multiview=True``
+    gets all B*V rows image-major (image 0 views 0..V-1, image 1, ...); any
+    other term gets view 0 only (B rows).
+    """
+
+    student: Features
+    teacher: Optional[Features]
+    targets: Optional[torch.Tensor]
+    index: torch.Tensor
+    views: int
+    epoch: int
+    progress: float  # fractional epochs done, e.g. 3.25
+    batch: dict[str, torch.Tensor]
+
+
+class LossTerm(nn.Module):
+    """One named loss term. Subclasses set the class attributes below."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    needs_teacher: ClassVar[bool] = True
+    needs_labels: ClassVar[bool] = False
+    #: student / teacher features used: any of "logits", "embedding", "stages", "preact_stages"
+    uses: ClassVar[frozenset[str]] = frozenset({"logits"})
+    multiview: ClassVar[Optional[str]] = None  # e.g. "rotate4": the data views this term requires
+    needs_index: ClassVar[bool] = False
+    #: can be fed from a teacher-output cache holding logits / embeddings only
+    cacheable: ClassVar[bool] = False
+
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__()
+
+    def forward(self, step: StepContext) -> torch.Tensor | dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @classmethod
+    def prerequisites(cls, config: Any, params: dict[str, Any]) -> list["Prerequisite"]:
+        """Runs that must have finished before this term can be built (e.g. SSKD's teacher head).
+
+        The trainer runs each missing one first (the same trainer, another config); the term's
+        ``__init__`` then loads what it produced.
+        """
+        return []
+
+    def evaluate(self, model: nn.Module, batches: Any) -> dict[str, float]:
+        """Extra metrics of this term measured on the evaluation split (e.g. SS accuracy)."""
+        return {}
+
+    def weight_scale(self, progress: float) -> float:
+        """Multiplier of the configured weight at this point (warm-up schedules)."""
+        return 1.0
+
+    def eval_embedding(self, student_embedding: torch.Tensor) -> Optional[torch.Tensor]:
+        """An extra embedding to report at evaluation (e.g. a projection head's output)."""
+        return None
+
+
+@dataclass
+class Prerequisite:
+    """A run to finish first: ``config`` is trained until ``produces`` exists."""
+
+    description: str
+    config: Any
+    produces: Any  # pathlib.Path
+
+
+_TERMS: dict[str, type[LossTerm]] = {}
+
+#: packages whose import registers loss terms
+TERM_PACKAGES = ("kdlab.methods.terms", "kdlab.methods.sskd", "kdlab.methods.unsupervised")
+
+
+def register_term(cls: type[LossTerm]) -> type[LossTerm]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} must set a name")
+    if cls.name in _TERMS and _TERMS[cls.name] is not cls:
+        raise ValueError(f"loss term {cls.name!r} registered twice ({_TERMS[cls.name].__name__}, {cls.__name__})")
+    _TERMS[cls.name] = cls
+    return cls
+
+
+def term_registry() -> dict[str, type[LossTerm]]:
+    import importlib
+
+    for package in TERM_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as err:
+            if err.name != package:
+                raise
+    return dict(_TERMS)
+
+
+@dataclass
+class StepOutput:
+    """What a method returns for one batch."""
+
+    logits: Optional[torch.Tensor]  # student logits of the normal view (B, K), for training accuracy
+    terms: dict[str, torch.Tensor]  # raw value of every named term (and sub-term "name/part")
+    loss: torch.Tensor  # the weighted total that is backpropagated

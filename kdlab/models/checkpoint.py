@@ -1,0 +1,222 @@
+"""Loading model weights from the checkpoint formats found in the wild.
+
+Read safely (``torch.load(..., weights_only=True)``; full unpickling only when
+the user opts in with ``unsafe=True`` / ``--unsafe-load``), then converted at
+load, never special-cased elsewhere:
+
+- kdlab's own training checkpoint: ``{"model": state_dict, "epoch": ..., "config": ..., ...}``
+- a plain state_dict
+- ``{"state_dict": ...}`` (e.g. akamaster's CIFAR ResNets, with ``best_prec1``), ``{"net": ...}``,
+  ``{"model_state_dict": ...}``
+- keys prefixed by ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (``torch.compile``)
+- a plain torchvision/timm state_dict into kdlab's adapter (which holds the library model as ``model``)
+- a classifier saved as ``linear``/``classifier``/``head`` where the model calls it ``fc`` (and so on)
+
+A checkpoint that does not fit the architecture raises
+:class:`CheckpointMismatchError` naming the file, the missing and unexpected
+keys and the shape mismatches, before any weight is changed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+PathLike = Union[str, os.PathLike]
+
+#: keys under which known formats nest the state_dict, in order of preference
+STATE_DICT_KEYS = ("model", "state_dict", "net", "model_state_dict")
+#: prefixes added by wrappers around the model (DataParallel/DDP, torch.compile)
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: the attribute holding the library model inside kdlab's torchvision/timm adapters
+ADAPTER_PREFIX = "model."
+#: names other code bases give the final linear layer
+CLASSIFIER_ALIASES = ("linear", "fc", "classifier", "head")
+#: how many keys an error message lists per category
+MAX_LISTED = 10
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's weights do not fit the model (missing/unexpected keys, shape mismatches)."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """The file needs full unpickling (arbitrary code) and the user has not opted in."""
+
+
+@dataclass
+class CheckpointLoadResult:
+    """What :func:`load_checkpoint` did, plus the file's non-weight entries."""
+
+    path: Path
+    #: top-level entries besides the weights, e.g. ``best_prec1`` or kdlab's ``epoch``/``config``
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: model keys left at their current values (only with ``strict=False``)
+    missing_keys: list[str] = field(default_factory=list)
+    #: checkpoint keys ignored (only with ``strict=False``)
+    unexpected_keys: list[str] = field(default_factory=list)
+    #: keys skipped because the shapes differ (only with ``strict=False``)
+    shape_mismatches: list[str] = field(default_factory=list)
+
+
+def read_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> Any:
+    """``torch.load`` on the CPU, ``weights_only`` unless ``unsafe``; clear errors for missing/unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UnsafeCheckpointError(
+            f"checkpoint {path} holds pickled Python objects that a safe load (weights_only=True) refuses "
+            f"({first_line}). Loading it would run code from the file: only if you trust it, opt in with "
+            "--unsafe-load (or load_checkpoint(..., unsafe=True) / create_model(..., unsafe_load=True))."
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a torch file?): {err}") from err
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def split_checkpoint(obj: Any, path: PathLike = "<checkpoint>") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(state_dict, extra entries)`` from any supported layout."""
+    if _is_state_dict(obj):
+        return dict(obj), {}
+    if isinstance(obj, Mapping):
+        for key in STATE_DICT_KEYS:
+            if _is_state_dict(obj.get(key)):
+                return dict(obj[key]), {k: v for k, v in obj.items() if k != key}
+        top = ", ".join(repr(k) for k in list(obj)[:MAX_LISTED])
+        raise ValueError(
+            f"checkpoint {path} has no state_dict: expected tensors at the top level or under one of "
+            f"{', '.join(STATE_DICT_KEYS)}; its top-level keys are {top}"
+        )
+    raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict of tensors")
+
+
+def _all_start_with(keys: list[str], prefix: str) -> bool:
+    return bool(keys) and all(k.startswith(prefix) for k in keys)
+
+
+def _classifier_prefix(model: nn.Module) -> str | None:
+    """``"fc."``-style prefix of the model's classifier, found by identity among its submodules."""
+    get_classifier = getattr(model, "get_classifier", None)
+    if not callable(get_classifier):
+        return None
+    classifier = get_classifier()
+    for name, module in model.named_modules():
+        if module is classifier and name:
+            return name + "."
+    return None
+
+
+def align_keys(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename checkpoint keys to the model's naming: wrapper prefixes, adapter prefix, classifier alias."""
+    model_keys = list(model.state_dict())
+    keys = list(state_dict)
+
+    def rename(old: str, new: str) -> None:
+        nonlocal state_dict, keys
+        state_dict = {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state_dict.items()}
+        keys = list(state_dict)
+
+    changed = True
+    while changed:  # wrappers nest (DDP around a compiled model), so strip repeatedly
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if _all_start_with(keys, prefix) and not _all_start_with(model_keys, prefix):
+                rename(prefix, "")
+                changed = True
+    if _all_start_with(model_keys, ADAPTER_PREFIX) and not _all_start_with(keys, ADAPTER_PREFIX):
+        state_dict = {ADAPTER_PREFIX + k: v for k, v in state_dict.items()}
+        keys = list(state_dict)
+    elif _all_start_with(keys, ADAPTER_PREFIX) and not _all_start_with(model_keys, ADAPTER_PREFIX):
+        rename(ADAPTER_PREFIX, "")
+
+    target = _classifier_prefix(model)
+    if target is not None and not any(k.startswith(target) for k in keys):
+        wanted = {k[len(target) :] for k in model_keys if k.startswith(target)}
+        outer = target[: -len(target.rstrip(".").split(".")[-1]) - 1]  # e.g. "model." for "model.fc."
+        for alias in CLASSIFIER_ALIASES:
+            source = f"{outer}{alias}."
+            found = {k[len(source) :] for k in keys if k.startswith(source)}
+            if found and found == wanted:
+                rename(source, target)
+                break
+    return state_dict
+
+
+def _listing(title: str, items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    more = f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+    return f"{title} ({len(items)}): {shown}{more}"
+
+
+def _compare(
+    state_dict: dict[str, torch.Tensor], model: nn.Module
+) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """Missing keys, unexpected keys and ``(key, checkpoint shape, model shape)`` mismatches."""
+    expected = model.state_dict()
+    # BatchNorm fills num_batches_tracked itself for checkpoints that predate it (akamaster's)
+    missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        (k, tuple(v.shape), tuple(expected[k].shape))
+        for k, v in state_dict.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    return missing, unexpected, mismatched
+
+
+def load_checkpoint(
+    model: nn.Module, path: PathLike, *, strict: bool = True, unsafe: bool = False
+) -> CheckpointLoadResult:
+    """Load weights from ``path`` into ``model`` in place.
+
+    Args:
+        model: the network (built with the checkpoint's architecture and number of classes).
+        path: a file in any supported format (see the module docstring).
+        strict: every model weight must come from the file and every file weight must fit;
+            otherwise raise :class:`CheckpointMismatchError` without touching the model.
+            ``strict=False`` loads what fits and reports the rest in the result.
+        unsafe: allow full unpickling (``weights_only=False``); trusted files only.
+
+    Returns:
+        A :class:`CheckpointLoadResult` with the file's extra entries (``best_prec1``, ``epoch``, ...).
+    """
+    path = Path(path)
+    state_dict, extra = split_checkpoint(read_checkpoint_file(path, unsafe=unsafe), path)
+    state_dict = align_keys(state_dict, model)
+    missing, unexpected, mismatched = _compare(state_dict, model)
+    if strict and (missing or unexpected or mismatched):
+        parts = [f"checkpoint {path} does not fit {type(model).__name__}"]
+        if missing:
+            parts.append(_listing("missing keys", missing))
+        if unexpected:
+            parts.append(_listing("unexpected keys", unexpected))
+        if mismatched:
+            shapes = [f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in mismatched]
+            parts.append(_listing("shape mismatches", shapes))
+        parts.append("(wrong architecture, num_classes or model kwargs such as shortcut='A'?)")
+        raise CheckpointMismatchError("; ".join(parts))
+    skipped = {k for k, _, _ in mismatched}
+    model.load_state_dict({k: v for k, v in state_dict.items() if k not in skipped}, strict=False)
+    return CheckpointLoadResult(
+        path=path,
+        extra=extra,
+        missing_keys=missing,
+        unexpected_keys=unexpected,
+        shape_mismatches=sorted(skipped),
+    )

@@ -83,7 +83,7 @@ class DataConfig:
     batch_size: int = field(default=64, metadata={"min": 1, "doc": "global training batch (images, before views)"})
     eval_batch_size: int = field(default=256, metadata={"min": 1})
     num_workers: int = field(default=2, metadata={"min": 0, "doc": "DataLoader workers of the standard path"})
-    subset: Optional[int] = field(default=None, metadata={"min": 1, "doc": "use only the first N training samples"})
+    subset: Optional[int] = field(default=None, metadata={"min": 1, "doc": "use a fixed random subset of N training samples (same for every seed)"})
     pipeline: str = field(
         default="auto", metadata=_choices("auto", "fast", "standard", doc="fast: uint8 in memory, batched aug")
     )
@@ -105,7 +105,9 @@ class DataConfig:
     std: Optional[list[float]] = field(default=None, metadata={"doc": "normalisation std (default: dataset's)"})
     sampler: str = field(default="random", metadata=_choices("random", "knn", doc="knn: CoSS teacher-neighbour batches"))
     knn_index: Optional[str] = field(default=None, metadata={"doc": "neighbour file for sampler=knn"})
-    knn_anchors: int = field(default=16, metadata={"min": 1, "doc": "anchors per batch (knn sampler)"})
+    knn_anchors: int = field(
+        default=16, metadata={"min": 1, "doc": "anchors per global batch; batch_size = anchors x (1 + knn_neighbours)"}
+    )
     knn_neighbours: int = field(default=15, metadata={"min": 0, "doc": "neighbours drawn per anchor"})
     knn_pool: int = field(default=31, metadata={"min": 1, "doc": "neighbours are drawn from the top knn_pool"})
     synthetic_train: int = field(default=512, metadata={"min": 1})

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from .augment import BatchAugment
 from .bench import bench_data
-from .build import build_data, dataset_info, prepare_cache
+from .build import build_data
+from .info import dataset_info, prepare_cache
 from .errors import DataError
 from .planners import KnnBatchPlanner, RandomBatchPlanner, rank_columns
 from .seeding import derive_seed, generator_for

@@ -15,7 +15,9 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision import transforms as T
 
-from .build import build_data, prepare_cache, resolve_image_size
+from .build import build_data
+from .decisions import resolve_image_size
+from .info import prepare_cache
 from .sources import list_imagefolder, open_source
 
 _WARMUP_BATCHES = 5
@@ -75,13 +77,17 @@ def _reference_imagefolder(cfg: Any, size: int, batch_size: int, seconds: float,
             T.Normalize(list(mean), list(std)),
         ])
         dataset = datasets.ImageFolder(str(train_dir), transform=transform)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=_REFERENCE_WORKERS, drop_last=True)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, num_workers=_REFERENCE_WORKERS, drop_last=True
+        )
         result = _measure(lambda epoch: loader, seconds)
     finally:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
     result["extract_seconds"] = extract_seconds
-    result["name"] = f"torchvision ImageFolder + RandomCrop({size}, {cfg.crop_padding}) + flip, {_REFERENCE_WORKERS} workers"
+    result["name"] = (
+        f"torchvision ImageFolder + RandomCrop({size}, {cfg.crop_padding}) + flip, {_REFERENCE_WORKERS} workers"
+    )
     return result
 
 

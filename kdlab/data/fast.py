@@ -6,7 +6,7 @@ from typing import Iterator
 
 import torch
 
-from .augment import BatchAugment
+from .augment import BatchAugment, one_thread_on_cpu
 from .seeding import generator_for
 from .streams_common import Planner, check_start_step
 from .types import Batch
@@ -37,7 +37,10 @@ class FastTrainStream:
         self.steps_per_epoch = planner.steps
 
     def params_at(self, epoch: int, step: int) -> dict[str, torch.Tensor]:
-        """This rank's augmentation parameters of batch ``step`` of ``epoch`` (drawn for the global batch, then sliced)."""
+        """This rank's augmentation parameters of batch ``step`` of ``epoch``.
+
+        Drawn for the whole global batch, then sliced, so they do not depend on the world size.
+        """
         generator = generator_for("augment", self.seed, epoch, step)
         params = self.augment.sample_params(generator, self.planner.global_batch)
         return {key: value[self.columns] for key, value in params.items()}
@@ -50,8 +53,10 @@ class FastTrainStream:
         for step in range(start_step, plan.shape[0]):
             index = plan[step, self.columns].to(device)
             params = {k: v.to(device) for k, v in self.params_at(epoch, step).items()}
+            with one_thread_on_cpu(device):
+                images = self.images[index]
             yield {
-                "image": self.augment.apply(self.images[index], params),
+                "image": self.augment.apply(images, params),
                 "target": self.labels[index],
                 "index": index,
                 "aug": params,
@@ -75,8 +80,10 @@ class FastEvalStream:
 
     def __iter__(self) -> Iterator[Batch]:
         for index in self.indices.split(self.batch_size):
+            with one_thread_on_cpu(self.images.device):
+                images = self.images[index]
             yield {
-                "image": self.augment.normalize(self.images[index]),
+                "image": self.augment.normalize(images),
                 "target": self.labels[index],
                 "index": index,
             }

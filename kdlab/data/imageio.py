@@ -22,16 +22,27 @@ from .errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
-_open_zips: dict[tuple[str, int], zipfile.ZipFile] = {}
+_open_zips: dict[tuple, zipfile.ZipFile] = {}
 
 
-def _zip_handle(path: Path) -> zipfile.ZipFile:
-    key = (str(path), os.getpid())
+def _zip_handle(path: Path, stamp: tuple) -> zipfile.ZipFile:
+    """This process's handle on the zip as it was listed (``stamp``); a replaced zip gets a new handle."""
+    key = (str(path), os.getpid(), stamp)
     handle = _open_zips.get(key)
     if handle is None:
+        for stale in [k for k in _open_zips if k[0] == key[0] and k[1:] != key[1:]]:
+            old = _open_zips.pop(stale)
+            if stale[1] == key[1]:
+                old.close()  # only close our own process's handles
         handle = zipfile.ZipFile(path)
         _open_zips[key] = handle
     return handle
+
+
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """(inode, size, mtime_ns): changes when the file is replaced or rewritten."""
+    stat = path.stat()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -41,12 +52,13 @@ class FileTable:
     container: Path
     is_zip: bool
     names: tuple[str, ...]
+    stamp: tuple = ()  # file_stamp of the zip when listed
 
     def __len__(self) -> int:
         return len(self.names)
 
     def select(self, indices: Sequence[int] | np.ndarray) -> "FileTable":
-        return FileTable(self.container, self.is_zip, tuple(self.names[int(i)] for i in indices))
+        return FileTable(self.container, self.is_zip, tuple(self.names[int(i)] for i in indices), self.stamp)
 
     def describe(self, i: int) -> str:
         """Where file i lives, for error messages."""
@@ -57,7 +69,7 @@ class FileTable:
     def read_bytes(self, i: int) -> bytes:
         try:
             if self.is_zip:
-                return _zip_handle(self.container).read(self.names[i])
+                return _zip_handle(self.container, self.stamp).read(self.names[i])
             return (self.container / self.names[i]).read_bytes()
         except (OSError, KeyError, zipfile.BadZipFile) as exc:
             raise DataError(f"cannot read image file {self.describe(i)}: {exc}") from exc
@@ -96,7 +108,7 @@ def decode_image(data: bytes, what: str) -> Image.Image:
 
 
 def fit_square(image: Image.Image, size: int) -> Image.Image:
-    """``image`` as size x size: unchanged when it already is, else shorter side resized to ``size`` and centre-cropped."""
+    """``image`` as size x size: unchanged if it already is, else shorter side resized to ``size``, centre-cropped."""
     width, height = image.size
     if width == size and height == size:
         return image

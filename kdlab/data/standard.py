@@ -121,6 +121,8 @@ class StandardTrainStream:
             num_workers=self.num_workers,
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
+            # The loader draws a base seed for its workers; from its own generator, not the global RNG.
+            generator=generator_for("loader", self.seed, epoch),
         )
         for batch in loader:
             yield move_batch(batch, self.device, channels_last=self.channels_last)
@@ -160,6 +162,7 @@ class StandardEvalStream:
             num_workers=min(self.num_workers, len(self)),
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
+            generator=generator_for("eval-loader"),
         )
         for batch in loader:
             yield move_batch(batch, self.device, channels_last=self.channels_last)

@@ -115,7 +115,8 @@ def train_transform(
     if views == "rotate4":
         if augment not in FAST_AUGMENTS:
             raise DataError(
-                f"data.views=rotate4 crops and flips itself; data.augment must be one of {FAST_AUGMENTS}, got {augment!r}"
+                "data.views=rotate4 crops and flips itself; "
+                f"data.augment must be one of {FAST_AUGMENTS}, got {augment!r}"
             )
         return Rotate4Views(
             size,

@@ -170,6 +170,11 @@ class Trainer:
             device=self.device,
         )
         self.method.to(self.device)
+        if cfg.distill.teacher_cache:
+            # batches then carry "teacher_features" read from the cache instead of a live teacher forward
+            from kdlab.cache import use_teacher_cache
+
+            self.data = use_teacher_cache(cfg, self.data, self.method, self.device)
         if cfg.trainer.compile:
             self.student.compile()
         params = [p for p in self.method.parameters() if p.requires_grad]

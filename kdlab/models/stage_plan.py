@@ -2,6 +2,8 @@
 
 - torchvision ResNet/ResNeXt/Wide-ResNet: ``layer1..layer4``; the pre-activation
   of a stage is the input of its last block's final ReLU.
+- torchvision Swin: ``features.1/3/5/7`` (the stages between patch mergings), whose
+  maps are channels-last (B, H, W, C) and are permuted to (B, C, H, W).
 - anything else (MobileNet v2/v3, EfficientNet, ConvNeXt, VGG, RegNet, ...):
   found by a dry run: among the candidate submodules (the children of a
   ``features`` Sequential when the network has one, else the submodules two
@@ -30,6 +32,8 @@ class StagePlan:
 
     stage_modules: list[str]
     preact_inputs: list[str | None]
+    #: the stage modules output (B, H, W, C) maps, to be permuted to (B, C, H, W)
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if len(self.stage_modules) != len(self.preact_inputs):
@@ -49,6 +53,12 @@ def resnet_plan(model: nn.Module) -> StagePlan:
         has_relu = isinstance(getattr(layer[last], "relu", None), nn.ReLU)
         preacts.append(f"{name}.{last}.relu" if has_relu else None)
     return StagePlan(stages, preacts)
+
+
+def swin_plan(model: nn.Module) -> StagePlan:
+    """The odd children of ``features`` (even ones are the patch embedding and patch mergings)."""
+    stages = [f"features.{i}" for i in range(1, len(model.get_submodule("features")), 2)]
+    return StagePlan(stages, [None] * len(stages), channels_last=True)
 
 
 def candidate_modules(model: nn.Module, exclude: str | None) -> list[str]:

@@ -22,7 +22,7 @@ from kdlab.models.adapter_base import LibraryFeatureModel, primary_output
 from kdlab.models.capture import ActivationRecorder
 from kdlab.models.features import Features, make_classifier
 from kdlab.models.registry import unknown_name_error
-from kdlab.models.stage_plan import StagePlan, resnet_plan, search_plan
+from kdlab.models.stage_plan import StagePlan, resnet_plan, search_plan, swin_plan
 
 #: torchvision ImageNet models expect 224 px; the dry run that finds stages uses it
 PROBE_SIZE = 224
@@ -57,7 +57,7 @@ class TorchvisionFeatureModel(LibraryFeatureModel):
         self.classifier_name, classifier = find_classifier(model, num_classes)
         self.num_classes = num_classes
         self.embedding_dim = classifier.in_features
-        self._plan: StagePlan | None = resnet_plan(model) if _is_resnet(model) else None
+        self._plan: StagePlan | None = _known_plan(model)
 
     def stage_plan(self) -> StagePlan:
         """The stage modules; found by a dry run (once) for families without a fixed plan."""
@@ -82,6 +82,8 @@ class TorchvisionFeatureModel(LibraryFeatureModel):
         with recorder.recording():
             logits = primary_output(self.model(x))
         stages = [recorder.outputs[name] for name in plan.stage_modules]
+        if plan.channels_last:
+            stages = [stage.permute(0, 3, 1, 2) for stage in stages]
         preacts = [
             recorder.inputs[pre] if pre is not None else stage for pre, stage in zip(plan.preact_inputs, stages)
         ]
@@ -98,10 +100,15 @@ class TorchvisionFeatureModel(LibraryFeatureModel):
         self.num_classes = num_classes
 
 
-def _is_resnet(model: nn.Module) -> bool:
-    from torchvision.models import ResNet
+def _known_plan(model: nn.Module) -> StagePlan | None:
+    """The fixed plan of a family that has one; None means: find the stages by a dry run."""
+    from torchvision.models import ResNet, SwinTransformer
 
-    return isinstance(model, ResNet)
+    if isinstance(model, ResNet):
+        return resnet_plan(model)
+    if isinstance(model, SwinTransformer):
+        return swin_plan(model)
+    return None
 
 
 def create_torchvision_model(name: str, num_classes: int, **kwargs: Any) -> TorchvisionFeatureModel:

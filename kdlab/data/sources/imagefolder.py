@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..imageio import IMAGE_EXTENSIONS, FileTable
+from ..imageio import IMAGE_EXTENSIONS, FileTable, file_stamp
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetSource, SplitSpec
 
 EVAL_SPLITS = ("val", "test")
@@ -37,6 +37,7 @@ class FolderListing:
     is_zip: bool
     prefix: str
     splits: dict[str, dict[str, list[str]]]
+    stamp: tuple = ()
 
     @property
     def eval_split(self) -> str:
@@ -88,7 +89,7 @@ def _list_zip(path: Path) -> FolderListing:
             f"top-level folder; found top-level entries {tops[:10]}"
         )
     pairs = [(n[len(prefix):], n) for n in names if n.startswith(prefix)]
-    return FolderListing(path, True, prefix, _group(pairs, prefix))
+    return FolderListing(path, True, prefix, _group(pairs, prefix), file_stamp(path))
 
 
 def _list_dir(path: Path) -> FolderListing:
@@ -158,7 +159,7 @@ def _split_spec(listing: FolderListing, split: str, classes: list[str]) -> Split
         members = listing.splits[split][cls]
         names.extend(members)
         labels.extend([label] * len(members))
-    table = FileTable(listing.container, listing.is_zip, tuple(names))
+    table = FileTable(listing.container, listing.is_zip, tuple(names), listing.stamp)
     return SplitSpec(split, np.asarray(labels, dtype=np.int64), files=table)
 
 

@@ -1,0 +1,409 @@
+"""Data-parallel training across processes (``torchrun``): process group, collectives, SyncBN.
+
+A run is distributed when the launcher set ``WORLD_SIZE`` > 1 (torchrun sets
+``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``).
+Every helper here is an identity / no-op in a single process, so the trainer
+and the loss terms call them unconditionally.
+
+Gradient semantics under DDP: every rank backpropagates its own loss and DDP
+averages the parameter gradients over ranks, i.e. the optimised objective is
+the mean over ranks of the per-rank losses. The autograd collectives below
+(:func:`gather_with_grad`, the CPU SyncBatchNorm) route the gradient of every
+rank's loss back to the rank that produced each input, so a loss computed on
+gathered tensors gets exactly the gradient a single process with the whole
+global batch would get.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+_LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+class DistributedSetupError(ValueError):
+    """The launcher's environment or the device does not allow the requested distributed run."""
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise DistributedSetupError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def launch_context() -> DistContext:
+    """The rank layout the launcher (torchrun, srun + torchrun) put in the environment."""
+    world_size = _int_env("WORLD_SIZE", 1)
+    rank = _int_env("RANK", 0)
+    local_rank = _int_env("LOCAL_RANK", 0)
+    if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        raise DistributedSetupError(
+            f"inconsistent launcher environment: RANK={rank}, WORLD_SIZE={world_size}, LOCAL_RANK={local_rank}"
+        )
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def current_context() -> DistContext:
+    """The context of the initialised group (or a single process)."""
+    if not is_distributed():
+        return DistContext()
+    return DistContext(get_rank(), get_world_size(), _int_env("LOCAL_RANK", 0))
+
+
+def _device_for(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise DistributedSetupError("trainer.device=cuda but no CUDA device is available (use auto or cpu)")
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise DistributedSetupError(
+                f"LOCAL_RANK={local_rank} but this node has {count} CUDA device(s): "
+                f"start at most {count} processes per node (torchrun --nproc_per_node {count})"
+            )
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def setup(device_name: str) -> tuple[DistContext, torch.device]:
+    """Join the job the launcher describes (idempotent) and pick this process's device.
+
+    A single process (no launcher) gets ``DistContext()`` and the device named
+    by ``trainer.device``. Under torchrun: NCCL on CUDA (one GPU per process,
+    ``cuda:LOCAL_RANK``), gloo otherwise.
+    """
+    ctx = launch_context()
+    if not ctx.enabled:
+        return ctx, _device_for(device_name, 0)
+    device = _device_for(device_name, ctx.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_available():
+        raise DistributedSetupError(f"WORLD_SIZE={ctx.world_size} but this torch build has no torch.distributed")
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        for name in ("MASTER_ADDR", "MASTER_PORT"):
+            if name not in os.environ:
+                raise DistributedSetupError(
+                    f"WORLD_SIZE={ctx.world_size} but {name} is not set: launch with torchrun "
+                    "(it sets MASTER_ADDR/MASTER_PORT, RANK, LOCAL_RANK and WORLD_SIZE)"
+                )
+        dist.init_process_group(backend=backend, rank=ctx.rank, world_size=ctx.world_size)
+        atexit.register(shutdown)
+    elif dist.get_world_size() != ctx.world_size:
+        raise DistributedSetupError(
+            f"a process group of {dist.get_world_size()} processes exists but WORLD_SIZE={ctx.world_size}"
+        )
+    return ctx, device
+
+
+def shutdown() -> None:
+    """Leave the process group (safe to call twice or without one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------- collectives
+def _comm_device(tensor: torch.Tensor) -> torch.device:
+    """NCCL moves CUDA tensors only; gloo handles CPU (and copies CUDA tensors itself)."""
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+@contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the body first (e.g. fills a cache), then the others run it."""
+    if is_distributed() and not is_main_process():
+        dist.barrier()
+    yield
+    if is_distributed() and is_main_process():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over ranks (a new tensor on the input's device; the input itself when alone)."""
+    if not is_distributed():
+        return tensor
+    work = tensor.detach().to(_comm_device(tensor)).clone()
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    return work.to(tensor.device)
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest of every rank's ``value`` (e.g. to agree on the most urgent stop reason)."""
+    if not is_distributed():
+        return value
+    probe = torch.tensor([value], dtype=torch.int64)
+    work = probe.to(_comm_device(probe))
+    dist.all_reduce(work, op=dist.ReduceOp.MAX)
+    return int(work.item())
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` when alone)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenation along dim 0 of every rank's ``tensor`` (row counts may differ), no gradient."""
+    if not is_distributed():
+        return tensor
+    device = _comm_device(tensor)
+    local = tensor.detach().to(device).contiguous()
+    sizes = torch.zeros(get_world_size(), dtype=torch.int64, device=device)
+    sizes[get_rank()] = local.shape[0]
+    dist.all_reduce(sizes)
+    longest = int(sizes.max())
+    padded = local.new_zeros((longest, *local.shape[1:]))
+    padded[: local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in range(get_world_size())]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: int(n)] for part, n in zip(parts, sizes)]).to(tensor.device)
+
+
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy ``src``'s buffers (e.g. BatchNorm running statistics) to every rank."""
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        work = buffer.data.to(_comm_device(buffer.data))
+        dist.broadcast(work, src)
+        if work is not buffer.data:
+            buffer.data.copy_(work)
+
+
+class _AllGatherCat(torch.autograd.Function):
+    """Forward: concatenate every rank's tensor along dim 0. Backward: each rank gets the
+    gradient that *all* ranks' losses send to its rows (sum over ranks), so cross-rank
+    terms (negatives from other ranks) train the rank that produced them."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
+        device = _comm_device(tensor)
+        local = tensor.contiguous().to(device)
+        parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, local)
+        parts[ctx.rank] = local
+        ctx.source_device = tensor.device
+        return torch.cat(parts).to(tensor.device)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        work = grad.contiguous().to(_comm_device(grad)).clone()
+        # all_reduce then slice rather than reduce_scatter: gloo has no reduce_scatter,
+        # and the gathered tensors here are batch-sized (cheap to send whole).
+        dist.all_reduce(work, op=dist.ReduceOp.SUM)
+        start = ctx.rank * ctx.rows
+        return work[start : start + ctx.rows].to(ctx.source_device)
+
+
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` concatenated along dim 0 in rank order, differentiable.
+
+    Identity in a single process. All ranks must pass the same shape (the
+    planner gives every rank the same per-rank batch). Rows of this rank sit at
+    ``[rank * B, (rank + 1) * B)``; gradients reaching any row flow back to the
+    rank that produced it, so a loss over the gathered batch trains exactly as
+    one process holding the global batch would. Tensors without gradient are
+    gathered plainly.
+    """
+    if not is_distributed():
+        return tensor
+    if tensor.dim() == 0:
+        raise ValueError(f"gather_with_grad needs a tensor with a batch dimension, got a scalar {tensor!r}")
+    if not tensor.requires_grad:
+        device = _comm_device(tensor)
+        local = tensor.detach().contiguous().to(device)
+        parts = [torch.empty_like(local) for _ in range(get_world_size())]
+        dist.all_gather(parts, local)
+        return torch.cat(parts).to(tensor.device)
+    return _AllGatherCat.apply(tensor)
+
+
+_GATHER = {"enabled": False}
+
+
+def set_gather_enabled(enabled: bool) -> None:
+    """Set by the trainer from ``distill.gather``."""
+    _GATHER["enabled"] = bool(enabled)
+
+
+def gather_enabled() -> bool:
+    """True when batch-dependent loss terms should gather across ranks (``distill.gather`` under DDP).
+
+    A term computes its batch-level loss on ``gather_with_grad(x)`` instead of
+    ``x`` when this is true; it stays False in a single process.
+    """
+    return _GATHER["enabled"] and is_distributed()
+
+
+# ----------------------------------------------------------------- SyncBatchNorm
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over ranks (the gradient of a sum is the summed gradient)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        work = tensor.detach().contiguous().clone()
+        dist.all_reduce(work, op=dist.ReduceOp.SUM)
+        return work
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        work = grad.contiguous().clone()
+        dist.all_reduce(work, op=dist.ReduceOp.SUM)
+        return work
+
+
+class CrossRankBatchNorm(_BatchNorm):
+    """BatchNorm whose training statistics cover the global batch of all ranks, on any device.
+
+    ``torch.nn.SyncBatchNorm`` runs on GPUs only; this is used for the other
+    devices (gloo on CPU). Mean and (biased) variance are computed in two
+    passes over the union of the ranks' batches, the running variance is the
+    unbiased one, exactly as BatchNorm over the global batch. In eval mode or
+    in a single process it is plain BatchNorm. State-dict keys equal
+    BatchNorm's, so checkpoints load into the unconverted network.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"CrossRankBatchNorm expects (N, C, ...) input, got shape {tuple(input.shape)}")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(input)
+        self._check_input_dim(input)
+        channels = input.shape[1]
+        reduce_dims = [0, *range(2, input.dim())]
+        view = (1, channels) + (1,) * (input.dim() - 2)
+        x = input.float()
+        count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
+        total = _AllReduceSum.apply(torch.cat([x.sum(reduce_dims), count]))
+        n = total[-1]
+        mean = total[:channels] / n
+        centred = x - mean.view(view)
+        var = _AllReduceSum.apply(centred.pow(2).sum(reduce_dims)) / n
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)  # type: ignore[union-attr,operator]
+                momentum = (
+                    1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum  # type: ignore[arg-type]
+                )
+                unbiased = var.detach() * (n / (n - 1).clamp(min=1))
+                self.running_mean.mul_(1 - momentum).add_(mean.detach().to(self.running_mean.dtype), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(unbiased.to(self.running_var.dtype), alpha=momentum)
+        out = centred * torch.rsqrt(var + self.eps).view(view)
+        if self.affine:
+            out = out * self.weight.view(view) + self.bias.view(view)
+        return out.to(input.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm of ``module`` normalised over the global batch.
+
+    CUDA: ``torch.nn.SyncBatchNorm``; other devices: :class:`CrossRankBatchNorm`.
+    Children are replaced in place; the (possibly new) root is returned.
+    """
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _convert_cross_rank(module)
+
+
+def _convert_cross_rank(module: nn.Module) -> nn.Module:
+    if isinstance(module, _BatchNorm) and not isinstance(module, (CrossRankBatchNorm, nn.SyncBatchNorm)):
+        converted = CrossRankBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
+        if module.affine:
+            with torch.no_grad():
+                converted.weight = module.weight
+                converted.bias = module.bias
+        converted.running_mean = module.running_mean
+        converted.running_var = module.running_var
+        converted.num_batches_tracked = module.num_batches_tracked
+        converted.train(module.training)
+        return converted
+    for name, child in list(module.named_children()):
+        new = _convert_cross_rank(child)
+        if new is not child:
+            setattr(module, name, new)
+    return module
+
+
+def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` in DistributedDataParallel (``module`` itself when alone or when nothing trains).
+
+    ``find_unused_parameters`` is on: a method may leave parts of the student
+    unused (e.g. the classifier in label-free distillation) or use some term
+    modules only on some steps.
+    """
+    if not is_distributed() or not any(p.requires_grad for p in module.parameters()):
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or ``module``)."""
+    return getattr(module, "module", module) if type(module).__name__ == "DistributedDataParallel" else module

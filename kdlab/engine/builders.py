@@ -47,7 +47,8 @@ def model_kwargs(kwargs: dict[str, Any], in_chans: int, name: str) -> dict[str, 
     return out
 
 
-def build_student(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
+def build_student(cfg: Config, num_classes: int, in_chans: int, *, unsafe_load: bool = False) -> nn.Module:
+    """The network in ``model.*`` (weights from ``model.checkpoint`` if set; pickles only with ``unsafe_load``)."""
     from kdlab.models import create_model
 
     classes = cfg.model.num_classes or num_classes
@@ -56,6 +57,7 @@ def build_student(cfg: Config, num_classes: int, in_chans: int) -> nn.Module:
             cfg.model.name,
             num_classes=classes,
             checkpoint=cfg.model.checkpoint,
+            unsafe_load=unsafe_load,
             **model_kwargs(cfg.model.kwargs, in_chans, cfg.model.name),
         )
     except (TypeError, ValueError) as err:
@@ -89,8 +91,9 @@ def resolve_teacher_source(cfg: Config) -> tuple[str, Optional[str], dict[str, A
 
 
 def build_teacher(
-    cfg: Config, num_classes: int, in_chans: int, data_mean: Any, data_std: Any
+    cfg: Config, num_classes: int, in_chans: int, data_mean: Any, data_std: Any, *, unsafe_load: bool = False
 ) -> Optional[FrozenTeacher]:
+    """The frozen teacher of ``teacher.*``, or None when no teacher is configured."""
     if cfg.teacher.name is None and cfg.teacher.checkpoint is None:
         return None
     from kdlab.models import create_model
@@ -98,7 +101,11 @@ def build_teacher(
     name, checkpoint, kwargs, classes = resolve_teacher_source(cfg)
     try:
         model = create_model(
-            name, num_classes=classes or num_classes, checkpoint=checkpoint, **model_kwargs(kwargs, in_chans, name)
+            name,
+            num_classes=classes or num_classes,
+            checkpoint=checkpoint,
+            unsafe_load=unsafe_load,
+            **model_kwargs(kwargs, in_chans, name),
         )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"teacher ({name}, {checkpoint}): {err}") from None

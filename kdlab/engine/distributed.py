@@ -20,17 +20,20 @@ import atexit
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
+
+from kdlab.config import ConfigError
 
 _LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
-class DistributedSetupError(ValueError):
+class DistributedSetupError(ConfigError):
     """The launcher's environment or the device does not allow the requested distributed run."""
 
 
@@ -183,14 +186,14 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return work.to(tensor.device)
 
 
-def max_over_ranks(value: int) -> int:
-    """The largest of every rank's ``value`` (e.g. to agree on the most urgent stop reason)."""
+def max_over_ranks(values: Sequence[int]) -> list[int]:
+    """Element-wise maximum over ranks of integer flags (one collective for several decisions)."""
     if not is_distributed():
-        return value
-    probe = torch.tensor([value], dtype=torch.int64)
+        return [int(v) for v in values]
+    probe = torch.tensor(list(values), dtype=torch.int64)
     work = probe.to(_comm_device(probe))
     dist.all_reduce(work, op=dist.ReduceOp.MAX)
-    return int(work.item())
+    return [int(v) for v in work.tolist()]
 
 
 def all_gather_objects(obj: Any) -> list[Any]:
@@ -335,7 +338,8 @@ class CrossRankBatchNorm(_BatchNorm):
         channels = input.shape[1]
         reduce_dims = [0, *range(2, input.dim())]
         view = (1, channels) + (1,) * (input.dim() - 2)
-        x = input.float()
+        # statistics in at least fp32 (bf16/fp16 inputs under autocast), in fp64 for fp64 inputs
+        x = input if input.dtype == torch.float64 else input.float()
         count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
         total = _AllReduceSum.apply(torch.cat([x.sum(reduce_dims), count]))
         n = total[-1]
@@ -398,12 +402,10 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
     """
     if not is_distributed() or not any(p.requires_grad for p in module.parameters()):
         return module
-    from torch.nn.parallel import DistributedDataParallel
-
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DDP wrapper (or ``module``)."""
-    return getattr(module, "module", module) if type(module).__name__ == "DistributedDataParallel" else module
+    return module.module if isinstance(module, DistributedDataParallel) else module

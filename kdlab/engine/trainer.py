@@ -22,7 +22,7 @@ import torch
 
 import kdlab
 from kdlab.config import Config, ConfigError, dump_yaml, load_config, to_dict
-from kdlab.engine import builders
+from kdlab.engine import builders, distributed
 from kdlab.engine.checkpoint import (
     CheckpointError,
     atomic_copy,
@@ -40,6 +40,14 @@ from kdlab.engine.teacher import FrozenTeacher
 from kdlab.engine.timelimit import parse_duration
 
 EXIT_PREEMPTED = 3
+
+#: stop reasons by urgency; under DDP every rank stops for the most urgent one any rank has
+_STOP_PREFIXES = ("trainer.stop_after_steps", "trainer.time_limit", "signal")
+
+
+def _now() -> float:
+    """The trainer's clock (a function so tests can fake the passing of time)."""
+    return time.monotonic()
 
 #: keys that may differ between a run and its resumption (they do not change the result)
 OPERATIONAL_KEYS = {
@@ -115,8 +123,9 @@ class Trainer:
         self.unsafe_load = unsafe_load
         self.out_dir = Path(self.cfg.trainer.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
-        self.progress_mode = self.cfg.trainer.progress
-        self.device = builders.resolve_device(self.cfg.trainer.device)
+        self.dist, self.device = distributed.setup(self.cfg.trainer.device)
+        # only rank 0 talks: progress lines, summaries and files are its job
+        self.progress_mode = self.cfg.trainer.progress if self.dist.is_main else "none"
         self._build()
 
     # ------------------------------------------------------------------ setup
@@ -124,7 +133,8 @@ class Trainer:
         from kdlab.methods.build import prerequisites
 
         for need in prerequisites(self.cfg):
-            if Path(need.produces).exists():
+            # rank 0's view decides, so every rank runs (or skips) the same nested run
+            if distributed.all_gather_objects(Path(need.produces).exists())[0]:
                 continue
             say(self.progress_mode, f"first: {need.description} -> {need.produces}")
             resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
@@ -141,21 +151,30 @@ class Trainer:
         cfg = self.cfg
         self._run_prerequisites()
         torch.manual_seed(cfg.trainer.seed)
-        self.data = build_data(
-            cfg.data,
-            seed=cfg.trainer.seed,
-            device=self.device,
-            channels_last=cfg.trainer.channels_last,
-            progress=self.progress_mode != "none",
+        with distributed.main_first():  # rank 0 fills any on-disk cache, the others then read it
+            self.data = build_data(
+                cfg.data,
+                seed=cfg.trainer.seed,
+                device=self.device,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                channels_last=cfg.trainer.channels_last,
+                progress=self.progress_mode != "none",
+            )
+        self.student = builders.build_student(
+            cfg, self.data.num_classes, self.data.in_chans, unsafe_load=self.unsafe_load
         )
-        self.student = builders.build_student(cfg, self.data.num_classes, self.data.in_chans)
         if cfg.model.frozen:
             self.student = FrozenTeacher(self.student)
         self.teacher = builders.build_teacher(
-            cfg, self.data.num_classes, self.data.in_chans, self.data.mean, self.data.std
+            cfg, self.data.num_classes, self.data.in_chans, self.data.mean, self.data.std,
+            unsafe_load=self.unsafe_load,
         )
         memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
         self.student.to(self.device, memory_format=memory_format)
+        if cfg.trainer.sync_batchnorm and self.dist.enabled and not cfg.model.frozen:
+            # before the loss terms are built: they may hook into the student's modules
+            self.student = distributed.convert_sync_batchnorm(self.student, self.device)
         if self.teacher is not None:
             self.teacher.to(self.device, memory_format=memory_format)
         self.method = build_distiller(
@@ -177,6 +196,8 @@ class Trainer:
             self.data = use_teacher_cache(cfg, self.data, self.method, self.device)
         if cfg.trainer.compile:
             self.student.compile()
+        # DDP wraps the Distiller (student + trainable term modules); the teacher is outside it
+        self.model = distributed.wrap_ddp(self.method, self.device)
         params = [p for p in self.method.parameters() if p.requires_grad]
         o = cfg.optim
         if o.name == "sgd":
@@ -210,16 +231,25 @@ class Trainer:
             "best": self.best,
             "rng": rng_state(),
             "config": to_dict(self.cfg),
+            "world_size": self.dist.world_size,
             "kdlab_version": kdlab.__version__,
         }
 
     def save(self, name: str = "last.pt") -> Path:
-        path = atomic_save(self._state(), self.ckpt_dir / name)
-        keep = self.cfg.trainer.keep_last
-        if keep > 1 and name == "last.pt" and self.step_in_epoch == 0:
-            atomic_copy(path, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
-            for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
-                old.unlink(missing_ok=True)
+        """Write a checkpoint (rank 0; every rank must call it: it gathers their RNG states)."""
+        rng_ranks = distributed.all_gather_objects(rng_state()) if self.dist.enabled else None
+        path = self.ckpt_dir / name
+        if self.dist.is_main:
+            state = self._state()
+            if rng_ranks is not None:
+                state["rng_ranks"] = rng_ranks
+            atomic_save(state, path)
+            keep = self.cfg.trainer.keep_last
+            if keep > 1 and name == "last.pt" and self.step_in_epoch == 0:
+                atomic_copy(path, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
+                for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
+                    old.unlink(missing_ok=True)
+        distributed.barrier()  # no rank runs ahead of (or reads) a checkpoint still being written
         return path
 
     def resume(self, where: str, force: bool = False) -> bool:
@@ -254,39 +284,75 @@ class Trainer:
         self._epoch_steps = int(state.get("epoch_steps", 0))
         self._epoch_seconds = float(state.get("epoch_seconds", 0.0))
         self.best = state.get("best")
-        set_rng_state(state["rng"])
-        self.metrics.truncate_after(self.epoch)
+        rng_ranks = state.get("rng_ranks")
+        same_layout = isinstance(rng_ranks, list) and len(rng_ranks) == self.dist.world_size
+        set_rng_state(rng_ranks[self.dist.rank] if same_layout else state["rng"])
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.epoch)
         say(self.progress_mode, f"resumed from {path} at epoch {self.epoch} step {self.step_in_epoch}")
         return True
 
     # ------------------------------------------------------------------ steps
-    def _check_finite(self, out: Any, grad_norm: torch.Tensor) -> None:
-        # One host sync per step: cheap next to a training step, and it lets a bad step be refused before it lands.
-        if bool(torch.isfinite(out.loss).item()) and bool(torch.isfinite(grad_norm).item()):
-            return
+    def _nonfinite_error(self, out: Any, grad_norm: torch.Tensor) -> NonFiniteLossError:
         bad = [k for k, v in out.terms.items() if not bool(torch.isfinite(v).all())]
-        what = f"loss term(s) {', '.join(bad)}" if bad else ("the total loss" if not torch.isfinite(out.loss) else "a gradient")
-        raise NonFiniteLossError(
+        if bad:
+            what = f"loss term(s) {', '.join(bad)}"
+        elif not bool(torch.isfinite(out.loss).all()):
+            what = "the total loss"
+        elif not bool(torch.isfinite(grad_norm).all()):
+            names = [
+                name for name, p in self.method.named_parameters()
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+            ]
+            shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+            what = f"the gradient of {shown}" if names else "a gradient"
+        else:
+            what = "a loss or gradient on another rank"
+        return NonFiniteLossError(
             f"{what} became NaN/Inf at epoch {self.epoch} step {self.step_in_epoch} (global step {self.global_step}); "
             f"stopped before the optimizer step, last good checkpoint kept in {self.ckpt_dir}"
         )
 
-    def _train_step(self, batch: dict[str, torch.Tensor], steps: int) -> Any:
+    def _train_step(self, batch: dict[str, torch.Tensor], steps: int, stop: "_StopSignal") -> tuple[Any, Optional[str]]:
+        """One optimizer step; returns its output and the agreed reason to stop after it (or None)."""
         progress = self.epoch + self.step_in_epoch / steps
         lr = learning_rate(self.cfg.schedule, self.cfg.optim.lr, progress, self.cfg.trainer.epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         context = self.autocast if self.autocast is not None else nullcontext()
         with context:
-            out = self.method(batch, epoch=self.epoch, progress=progress)
+            out = self.model(batch, epoch=self.epoch, progress=progress)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         grad_norm = _grad_norm(params) if params else out.loss.new_zeros(())
-        self._check_finite(out, grad_norm)
+        # One host sync per step (and under DDP one tiny collective): cheap next to a training
+        # step, and it refuses a bad step before it lands, on every rank at once.
+        finite = bool(torch.isfinite(out.loss).item()) and bool(torch.isfinite(grad_norm).item())
+        finite, reason = self._agree(finite, self._stop_reason(stop, self._steps_this_process + 1))
+        if not finite:
+            raise self._nonfinite_error(out, grad_norm)
         self.optimizer.step()
         self._accumulate(out, batch)
-        return out
+        return out, reason
+
+    def _agree(self, finite: bool, reason: Optional[str]) -> tuple[bool, Optional[str]]:
+        """Every rank takes the same decision: any non-finite rank stops all, the most urgent stop wins."""
+        if not self.dist.enabled:
+            return finite, reason
+        code = 0 if reason is None else 1 + next(i for i, p in enumerate(_STOP_PREFIXES) if reason.startswith(p))
+        bad, agreed = distributed.max_over_ranks([0 if finite else 1, code])
+        if agreed != code:
+            reason = self._reason_text(agreed - 1) if agreed else None
+        return not bad, reason
+
+    def _reason_text(self, index: int) -> str:
+        prefix = _STOP_PREFIXES[index]
+        if prefix == "trainer.stop_after_steps":
+            return f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
+        if prefix == "trainer.time_limit":
+            return f"trainer.time_limit={self.cfg.trainer.time_limit}"
+        return "signal received by another rank"
 
     def _accumulate(self, out: Any, batch: dict[str, torch.Tensor]) -> None:
         sums = self._pending
@@ -299,14 +365,24 @@ class Trainer:
             sums["_seen"] = sums.get("_seen", 0) + batch["target"].numel()
 
     def _flush_sums(self) -> None:
-        """Move on-device running sums to Python floats (only at log/checkpoint points: no per-step sync)."""
-        for key, value in self._pending.items():
-            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + float(value)
+        """Move on-device running sums to Python floats (only at log/checkpoint points: no per-step sync).
+
+        Under DDP the sums are reduced over ranks first: loss values become the mean over
+        ranks (the loss of the global batch for per-sample means), counts ("_" keys) add up.
+        """
+        keys = sorted(self._pending)
+        values = [float(self._pending[k]) for k in keys]
+        if self.dist.enabled and keys:
+            reduced = distributed.all_reduce_sum(torch.tensor(values, dtype=torch.float64))
+            values = [v if k.startswith("_") else v / self.dist.world_size for k, v in zip(keys, reduced.tolist())]
+        for key, value in zip(keys, values):
+            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
         self._pending = {}
 
     # ------------------------------------------------------------------- loop
     def fit(self, resume: Optional[str] = None, resume_force: bool = False) -> TrainResult:
         cfg = self.cfg
+        distributed.set_gather_enabled(cfg.distill.gather)
         if resume is not None:
             self.resume(resume, force=resume_force)
         elif (self.ckpt_dir / "last.pt").exists():
@@ -314,74 +390,80 @@ class Trainer:
                 f"{self.ckpt_dir / 'last.pt'} exists: pass --resume auto to continue that run, "
                 "or choose another trainer.out_dir"
             )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(dump_yaml(cfg))
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(dump_yaml(cfg))
+        distributed.barrier()  # every rank has read any checkpoint before rank 0 writes again
         self._pending: dict[str, Any] = {}
         steps = self.data.train.steps_per_epoch
         if steps == 0:
             raise ConfigError(
                 f"data.batch_size={cfg.data.batch_size} is larger than the {self.data.train_size} training samples"
             )
-        limit = parse_duration(cfg.trainer.time_limit) if cfg.trainer.time_limit else None
-        started = time.monotonic()
-        steps_this_process = 0
+        self._limit = parse_duration(cfg.trainer.time_limit) if cfg.trainer.time_limit else None
+        self._started = _now()
+        self._steps_this_process = 0
         with _StopSignal() as stop:
             while self.epoch < cfg.trainer.epochs:
                 bar = EpochProgress(self.progress_mode, steps, self.step_in_epoch, f"epoch {self.epoch}")
-                tick = time.monotonic()
+                tick = _now()
                 for batch in self.data.train.epoch(self.epoch, start_step=self.step_in_epoch):
-                    out = self._train_step(batch, steps)
+                    out, reason = self._train_step(batch, steps, stop)
                     self.step_in_epoch += 1
                     self.global_step += 1
                     self._epoch_steps += 1
-                    steps_this_process += 1
+                    self._steps_this_process += 1
                     if self.global_step % cfg.trainer.log_every == 0:
                         bar.update({"loss": f"{float(out.loss.detach()):.4f}"})
                     else:
                         bar.update()
-                    reason = self._stop_reason(stop, steps_this_process, started, limit)
                     if reason is not None and self.step_in_epoch < steps:
                         bar.close()
                         return self._stop_early(reason, tick)
                 bar.close()
-                self._epoch_seconds += time.monotonic() - tick
+                self._epoch_seconds += _now() - tick
                 self._flush_sums()
                 self._end_epoch(steps)
-                reason = self._stop_reason(stop, steps_this_process, started, limit)
+                _, reason = self._agree(True, self._stop_reason(stop, self._steps_this_process))
                 if reason is not None and self.epoch < cfg.trainer.epochs:
                     return self._stop_early(reason, None)
-        history = self.metrics.read()
-        summary = {
-            "completed": True,
-            "epochs": cfg.trainer.epochs,
-            "best_metric": cfg.trainer.best_metric,
-            "best": self.best,
-            "final": history[-1] if history else {},
-            "train_seconds": sum(row.get("seconds", 0.0) for row in history),
-            "kdlab_version": kdlab.__version__,
-        }
-        (self.out_dir / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
+        history = self.metrics.read() if self.dist.is_main else []
+        if self.dist.is_main:
+            summary = {
+                "completed": True,
+                "epochs": cfg.trainer.epochs,
+                "best_metric": cfg.trainer.best_metric,
+                "best": self.best,
+                "final": history[-1] if history else {},
+                "train_seconds": sum(row.get("seconds", 0.0) for row in history),
+                "world_size": self.dist.world_size,
+                "kdlab_version": kdlab.__version__,
+            }
+            (self.out_dir / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
+        distributed.barrier()
+        history = history or self.metrics.read()
         say(self.progress_mode, f"done: {self.out_dir} (best {cfg.trainer.best_metric} = {self.best})")
         return TrainResult(self.out_dir, True, 0, history, self.best)
 
-    def _stop_reason(self, stop: _StopSignal, steps_done: int, started: float, limit: Optional[float]) -> Optional[str]:
+    def _stop_reason(self, stop: _StopSignal, steps_done: int) -> Optional[str]:
+        """This rank's reason to stop once ``steps_done`` steps of this process are finished."""
         if stop.received is not None:
             return f"signal {signal.Signals(stop.received).name}"
         if self.cfg.trainer.stop_after_steps is not None and steps_done >= self.cfg.trainer.stop_after_steps:
             return f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
-        if limit is not None and self._time_is_up(started, limit):
+        if self._limit is not None and self._time_is_up(self._started, self._limit):
             return f"trainer.time_limit={self.cfg.trainer.time_limit}"
         return None
 
     def _time_is_up(self, started: float, limit: float) -> bool:
-        elapsed = time.monotonic() - started
-        per_step = elapsed / max(self.global_step, 1)
+        elapsed = _now() - started
+        per_step = elapsed / max(self._steps_this_process, 1)
         # leave room for one more step plus a checkpoint write
         return elapsed + 2 * per_step + 30.0 > limit
 
     def _stop_early(self, reason: str, tick: Optional[float]) -> TrainResult:
         if tick is not None:
-            self._epoch_seconds += time.monotonic() - tick
+            self._epoch_seconds += _now() - tick
         self._flush_sums()
         path = self.save()
         code = 0 if reason.startswith("trainer.stop_after_steps") else EXIT_PREEMPTED
@@ -408,7 +490,8 @@ class Trainer:
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = self._epoch_seconds
         row["steps"] = self.global_step
-        self.metrics.append(row)
+        if self.dist.is_main:
+            self.metrics.append(row)
         say(self.progress_mode, self._summary(row))
         self.epoch += 1
         self.step_in_epoch = 0
@@ -418,28 +501,45 @@ class Trainer:
         if improved:
             self.best = float(metric)  # type: ignore[arg-type]
         path = self.save()
-        if improved or not (self.ckpt_dir / "best.pt").exists():
+        if self.dist.is_main and (improved or not (self.ckpt_dir / "best.pt").exists()):
             atomic_copy(path, self.ckpt_dir / "best.pt")
 
     def evaluate(self) -> dict[str, Any]:
-        """Per-epoch evaluation of the student (top-1/top-5/loss on the evaluation split)."""
+        """Per-epoch evaluation of the student (top-1/top-5/loss on the evaluation split).
+
+        Under DDP each rank measures its shard of the split and the counts are summed,
+        so the result equals a single pass over every sample once.
+        """
+        # the checkpoint holds rank 0's BatchNorm statistics: measure those on every shard
+        distributed.broadcast_buffers(self.student)
         if not self.method.labels:
             from kdlab.engine.evaluate import embed
             from kdlab.eval.knn import knn_accuracy
 
             k = self.cfg.eval.knn_k[0] if self.cfg.eval.knn_k else 20
-            train_x, train_y, _ = embed(self.student, self.data.train_eval)
-            test_x, test_y, _ = embed(self.student, self.data.eval)
+            train_x, train_y, _ = embed(self.student, self.data.train_eval, gather_across_ranks=True)
+            test_x, test_y, _ = embed(self.student, self.data.eval, gather_across_ranks=True)
             acc = knn_accuracy(
                 train_x, train_y, test_x, test_y, ks=(k,), temperature=self.cfg.eval.knn_temperature,
                 num_classes=self.data.num_classes,
             )
             return {f"val_knn{k}": acc[k], "val_top1": acc[k]}
-        result = classify(self.student, self.data.eval, autocast=self.autocast)
+        result = classify(self.student, self.data.eval, autocast=self.autocast, reduce_across_ranks=True)
         row = {"val_top1": result["top1"], "val_top5": result["top5"], "val_loss": result["loss"]}
         for key, term in self.method.terms.items():
-            row.update({f"val_{key}_{name}": value for name, value in term.evaluate(self.student, self.data.eval).items()})
+            extra = term.evaluate(self.student, self.data.eval)
+            row.update({f"val_{key}_{name}": value for name, value in self._shard_mean(extra).items()})
         return row
+
+    def _shard_mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Per-shard means of a term's eval metrics -> the mean over the whole split (weighted by shard size)."""
+        if not self.dist.enabled or not values:
+            return values
+        keys = sorted(values)
+        weight = float(self.data.eval.num_samples)
+        packed = torch.tensor([float(values[k]) * weight for k in keys] + [weight], dtype=torch.float64)
+        total = distributed.all_reduce_sum(packed).tolist()
+        return {k: v / max(total[-1], 1.0) for k, v in zip(keys, total[:-1])}
 
     def _summary(self, row: dict[str, Any]) -> str:
         parts = [f"epoch {row['epoch'] + 1}/{self.cfg.trainer.epochs}", f"loss {row['train_loss']:.4f}"]

@@ -24,12 +24,12 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike[str]
 
 #: keys under which known formats nest the state_dict, in order of preference
 STATE_DICT_KEYS = ("model", "state_dict", "net", "model_state_dict")
@@ -85,8 +85,10 @@ def read_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> Any:
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     )
 
 

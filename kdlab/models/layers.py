@@ -51,7 +51,8 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet's channel shuffle: (B, g*c, H, W) -> interleave the g groups."""
     batch, channels, height, width = x.shape
-    return x.view(batch, groups, channels // groups, height, width).transpose(1, 2).reshape(batch, channels, height, width)
+    grouped = x.view(batch, groups, channels // groups, height, width)
+    return grouped.transpose(1, 2).reshape(batch, channels, height, width)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -13,11 +13,12 @@ import difflib
 import fnmatch
 import inspect
 import os
-from typing import Any, Callable, TypeVar, Union, overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 from torch import nn
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike[str]
 ModelFactory = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFactory)
 
@@ -119,7 +120,7 @@ def create_model(
     if name.startswith(TV_PREFIX):
         from kdlab.models.tv_adapter import create_torchvision_model
 
-        model = create_torchvision_model(name[len(TV_PREFIX) :], num_classes, **kwargs)
+        model: nn.Module = create_torchvision_model(name[len(TV_PREFIX) :], num_classes, **kwargs)
     elif name.startswith(TIMM_PREFIX):
         from kdlab.models.timm_adapter import create_timm_model
 

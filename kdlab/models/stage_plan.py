@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -48,7 +49,7 @@ def resnet_plan(model: nn.Module) -> StagePlan:
     stages = [f"layer{i}" for i in range(1, 5)]
     preacts: list[str | None] = []
     for name in stages:
-        layer = model.get_submodule(name)
+        layer = cast(nn.Sequential, model.get_submodule(name))
         last = len(layer) - 1
         has_relu = isinstance(getattr(layer[last], "relu", None), nn.ReLU)
         preacts.append(f"{name}.{last}.relu" if has_relu else None)
@@ -57,7 +58,8 @@ def resnet_plan(model: nn.Module) -> StagePlan:
 
 def swin_plan(model: nn.Module) -> StagePlan:
     """The odd children of ``features`` (even ones are the patch embedding and patch mergings)."""
-    stages = [f"features.{i}" for i in range(1, len(model.get_submodule("features")), 2)]
+    features = cast(nn.Sequential, model.get_submodule("features"))
+    stages = [f"features.{i}" for i in range(1, len(features), 2)]
     return StagePlan(stages, [None] * len(stages), channels_last=True)
 
 

@@ -50,45 +50,51 @@ class TimmFeatureModel(LibraryFeatureModel):
     """Wraps a timm model (attribute ``model``) and exposes logits, embedding and stages."""
 
     def __init__(self, model: nn.Module) -> None:
-        size = tuple(getattr(model, "pretrained_cfg", {}).get("input_size", (3, 224, 224)))
+        net: Any = model  # timm's API (get_classifier, forward_head, ...) is not typed on nn.Module
+        size = tuple(getattr(net, "pretrained_cfg", {}).get("input_size", (3, 224, 224)))
         super().__init__(model, probe_shape=size)  # type: ignore[arg-type]
-        info = _feature_info(model)
+        info = _feature_info(net)
         self.stage_indices = [i for i, entry in enumerate(info) if entry.get("reduction", 0) >= MIN_STAGE_STRIDE]
         self.stage_module_names = [str(info[i]["module"]) for i in self.stage_indices if "module" in info[i]]
-        self.num_classes = int(getattr(model, "num_classes", 0))
-        classifier = model.get_classifier()
-        in_features = getattr(classifier, "in_features", None)
-        self.embedding_dim = int(in_features or getattr(model, "head_hidden_size", None) or model.num_features)
+        self.num_classes = int(getattr(net, "num_classes", 0))
+        in_features = getattr(net.get_classifier(), "in_features", None)
+        self.embedding_dim = int(in_features or getattr(net, "head_hidden_size", None) or net.num_features)
+
+    @property
+    def timm_model(self) -> Any:
+        """The wrapped model, typed loosely: timm's methods are not part of ``nn.Module``."""
+        return self.model
 
     def get_classifier(self) -> nn.Module:
-        return self.model.get_classifier()
+        return self.timm_model.get_classifier()
 
     def reset_classifier(self, num_classes: int) -> None:
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 = embedding model), got {num_classes}")
-        self.model.reset_classifier(num_classes)
+        self.timm_model.reset_classifier(num_classes)
         self.num_classes = num_classes
 
     def forward_all(self, x: torch.Tensor) -> Features:
-        classifier_name = module_name_of(self.model, self.model.get_classifier())
+        net = self.timm_model
+        classifier_name = module_name_of(net, net.get_classifier())
         watch = [classifier_name] if classifier_name else []
         final = None
-        if hasattr(self.model, "forward_intermediates"):
-            recorder = ActivationRecorder(self.model, input_of=watch)
+        if hasattr(net, "forward_intermediates"):
+            recorder = ActivationRecorder(net, input_of=watch)
             with recorder.recording():
-                final, stages = self.model.forward_intermediates(x, indices=self.stage_indices, output_fmt="NCHW")
-                logits = self.model.forward_head(final)
+                final, stages = net.forward_intermediates(x, indices=self.stage_indices, output_fmt="NCHW")
+                logits = net.forward_head(final)
         else:
-            recorder = ActivationRecorder(self.model, output_of=self.stage_module_names, input_of=watch)
+            recorder = ActivationRecorder(net, output_of=self.stage_module_names, input_of=watch)
             with recorder.recording():
-                logits = primary_output(self.model(x))
+                logits = primary_output(net(x))
             stages = [recorder.outputs[name] for name in self.stage_module_names]
         if classifier_name and classifier_name in recorder.inputs:
             embedding = torch.flatten(recorder.inputs[classifier_name], 1)
         elif final is not None:  # a classifier outside the module tree: re-run only the small pooling head
-            embedding = torch.flatten(self.model.forward_head(final, pre_logits=True), 1)
+            embedding = torch.flatten(net.forward_head(final, pre_logits=True), 1)
         else:
-            raise ValueError(f"cannot locate the classifier of {type(self.model).__name__} to read its embedding")
+            raise ValueError(f"cannot locate the classifier of {type(net).__name__} to read its embedding")
         stages = list(stages)
         return Features(logits=logits, embedding=embedding, stages=stages, preact_stages=list(stages))
 

@@ -84,9 +84,7 @@ class TorchvisionFeatureModel(LibraryFeatureModel):
         stages = [recorder.outputs[name] for name in plan.stage_modules]
         if plan.channels_last:
             stages = [stage.permute(0, 3, 1, 2) for stage in stages]
-        preacts = [
-            recorder.inputs[pre] if pre is not None else stage for pre, stage in zip(plan.preact_inputs, stages)
-        ]
+        preacts = [recorder.inputs[pre] if pre is not None else stage for pre, stage in zip(plan.preact_inputs, stages)]
         embedding = torch.flatten(recorder.inputs[self.classifier_name], 1)
         return Features(logits=logits, embedding=embedding, stages=stages, preact_stages=preacts)
 

@@ -13,6 +13,8 @@ the one forward pass by handing the activation to the next block.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,7 +84,7 @@ class WideResNet(KDModel):
         raw = self.block1(self.conv1(x))
         stages, preacts = [], []
         for next_stage in (self.block2, self.block3):
-            first, *rest = next_stage
+            first, *rest = cast(list[WideBlock], list(next_stage))
             preact = first.bn1(raw)
             activated = F.relu(preact)
             stages.append(activated)

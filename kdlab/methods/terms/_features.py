@@ -144,3 +144,13 @@ def stage_pairs(
 def flat_dim(probe: Features, ref: FeatureRef) -> int:
     """Number of values per sample of the selected feature (after flattening)."""
     return int(ref.take(probe)[0].numel())
+
+
+def resolve_for_both(
+    spec: Any, student: Optional[Features], teacher: Optional[Features], param: str, term: str
+) -> tuple[FeatureRef, FeatureRef]:
+    """The same feature spec resolved in the student and in the teacher."""
+    return (
+        resolve_feature(spec, require_probe(student, "student", term), param, "student"),
+        resolve_feature(spec, require_probe(teacher, "teacher", term), param, "teacher"),
+    )

@@ -6,6 +6,7 @@ import torch
 
 from kdlab.losses import kd_loss
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
+from kdlab.methods.terms._params import positive
 
 
 @register_term
@@ -18,9 +19,7 @@ class KDTerm(LossTerm):
 
     def __init__(self, ctx: BuildContext, temperature: float = 4.0) -> None:
         super().__init__(ctx)
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
-        self.temperature = temperature
+        self.temperature = positive("temperature", temperature)
 
     def forward(self, step: StepContext) -> torch.Tensor:
         return kd_loss(step.student.logits, step.teacher.logits, temperature=self.temperature)

@@ -9,7 +9,6 @@ widths differ, with the teacher's embedding, and never reads labels.
 from kdlab.methods.unsupervised import ckd_embed, coss, regression, seed  # noqa: F401  (register terms)
 from kdlab.methods.unsupervised.ckd_embed import CKDEmbeddingTerm
 from kdlab.methods.unsupervised.coss import CoSSTerm
-from kdlab.methods.unsupervised.gather import gather_rows, world_size
 from kdlab.methods.unsupervised.head import EmbeddingTerm, projection_head
 from kdlab.methods.unsupervised.moco import convert_moco_checkpoint
 from kdlab.methods.unsupervised.regression import CosineEmbeddingTerm, MSEEmbeddingTerm
@@ -23,7 +22,5 @@ __all__ = [
     "MSEEmbeddingTerm",
     "SEEDTerm",
     "convert_moco_checkpoint",
-    "gather_rows",
     "projection_head",
-    "world_size",
 ]

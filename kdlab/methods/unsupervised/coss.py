@@ -18,9 +18,9 @@ from typing import Optional
 
 import torch
 
+from kdlab.engine.distributed import gather_enabled, gather_with_grad
 from kdlab.losses import cosine_embedding_loss, coss_loss
 from kdlab.methods.base import BuildContext, StepContext, register_term
-from kdlab.methods.unsupervised.gather import gather_rows
 from kdlab.methods.unsupervised.head import EmbeddingTerm
 
 
@@ -40,9 +40,9 @@ class CoSSTerm(EmbeddingTerm):
 
     def forward(self, step: StepContext) -> dict[str, torch.Tensor]:
         student, teacher = self.embeddings(step)
-        if self.gather:
-            student = gather_rows(student, differentiable=True)
-            teacher = gather_rows(teacher, differentiable=False)
+        if self.gather or gather_enabled():
+            # identity in one process; under DDP the loss sees the global batch with exact gradients
+            student, teacher = gather_with_grad(student), gather_with_grad(teacher)
         loss = coss_loss(student, teacher, space_weight=self.space_weight)
         parts = {"loss": loss}
         with torch.no_grad():

@@ -17,9 +17,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from kdlab.engine.distributed import all_gather_rows
 from kdlab.losses import seed_loss
 from kdlab.methods.base import BuildContext, StepContext, register_term
-from kdlab.methods.unsupervised.gather import gather_rows
 from kdlab.methods.unsupervised.head import EmbeddingTerm
 
 
@@ -66,7 +66,7 @@ class SEEDTerm(EmbeddingTerm):
             teacher_temperature=self.teacher_temperature,
         )
         if self.training:
-            self.enqueue(gather_rows(teacher, differentiable=False))
+            self.enqueue(all_gather_rows(teacher))
         return loss
 
     @torch.no_grad()

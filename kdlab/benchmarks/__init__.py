@@ -1,0 +1,1 @@
+"""Benchmarks behind ``kdlab bench ...`` (not tests: they measure, they do not assert)."""

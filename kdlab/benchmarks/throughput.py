@@ -1,0 +1,205 @@
+"""``kdlab bench throughput``: training images/s and peak memory of KD, four ways, side by side.
+
+1. ``reference``: a plain PyTorch KD loop as the published implementations
+   write it (:mod:`kdlab.benchmarks.throughput_reference`);
+2. ``student_only``: kdlab's trainer with the cross-entropy term alone (the
+   cost of training the student without a teacher);
+3. ``distill_live``: kdlab's trainer distilling with the teacher run live;
+4. ``distill_cached``: kdlab's trainer reading the teacher from a
+   teacher-output cache (built beforehand; its build time is reported, not
+   counted).
+
+Each configuration runs in its own worker process (separate peak-memory
+readings) and the parent alternates short timed slices between them, so a
+machine whose load changes during the benchmark affects all four alike.
+Every slice starts with a few untimed warm-up steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from kdlab.benchmarks.throughput_worker import KINDS
+from kdlab.config import Config, ConfigError, TeacherConfig, to_dict
+
+#: ratio -> the target this machine should reach (see docs/performance.md)
+TARGETS = {
+    "distill_live/reference": 1.4,
+    "distill_cached/student_only": 0.95,
+    "distill_cached/reference": 2.0,
+}
+_STDERR_TAIL = 3000
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark worker failed; the message names the configuration and shows its error output."""
+
+
+def configuration(kind: str, cfg: Config, *, out_dir: Path, cache: Optional[Path], epochs: int) -> Config:
+    """The config a kdlab configuration trains with (its own out_dir, no progress output)."""
+    trainer = dataclasses.replace(cfg.trainer, out_dir=str(out_dir / kind), progress="none", epochs=epochs)
+    distill = dataclasses.replace(cfg.distill, teacher_cache=None)
+    teacher = cfg.teacher
+    if kind == "student_only":
+        distill = dataclasses.replace(distill, terms=[{"name": "ce", "weight": 1.0}])
+        teacher = TeacherConfig()
+    elif kind == "distill_cached":
+        distill = dataclasses.replace(distill, teacher_cache=str(cache))
+    return dataclasses.replace(cfg, trainer=trainer, distill=distill, teacher=teacher)
+
+
+class _Worker:
+    """A worker process and its JSON-lines channel."""
+
+    def __init__(self, kind: str, cfg: Config, log_dir: Path) -> None:
+        self.kind = kind
+        self.log = (log_dir / f"{kind}.stderr").open("w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kdlab.benchmarks.throughput_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
+        )
+        self.send({"kind": kind, "config": to_dict(cfg)})
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps(message) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise self._failure("exited early") from None
+
+    def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise self._failure("exited without answering")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise self._failure(reply["error"])
+        return reply
+
+    def _failure(self, what: str) -> BenchmarkError:
+        self.log.flush()
+        self.log.seek(0)
+        tail = self.log.read()[-_STDERR_TAIL:]
+        return BenchmarkError(f"benchmark configuration {self.kind!r} failed: {what}\n--- its error output ---\n{tail}")
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.close()  # type: ignore[union-attr]
+                self.process.wait(timeout=timeout)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def _say(progress: Optional[Callable[[str], None]], message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def bench_throughput(
+    cfg: Config,
+    *,
+    seconds: float = 20.0,
+    rounds: int = 4,
+    cache: Optional[str | Path] = None,
+    cache_epochs: int = 1,
+    progress: Optional[Callable[[str], None]] = None,
+) -> dict[str, Any]:
+    """Measure the four configurations on ``cfg`` (a KD config over an ImageFolder dataset).
+
+    Args:
+        seconds: timed seconds per configuration, split into ``rounds`` alternating slices.
+        cache: teacher-cache folder to use or build (default: a temporary one, deleted afterwards).
+        cache_epochs: epochs the cache holds (the timed loop cycles through them).
+        progress: called with one line per phase (e.g. ``print`` to stderr), or None.
+
+    Returns a JSON-able dict: ``<kind>_ips``, ``ratios``, ``targets_met``,
+    ``peak_memory_mb`` (host VmHWM per configuration), ``cuda_peak_memory_mb``,
+    ``slices_ips``, ``cache`` and the settings.
+    """
+    from kdlab.benchmarks.throughput_reference import kd_settings
+    from kdlab.cache import build_cache_from_config
+
+    if seconds <= 0 or rounds < 1:
+        raise ConfigError(f"--seconds must be > 0 and --rounds >= 1, got {seconds} and {rounds}")
+    kd_settings(cfg)  # the config must be a KD config
+    if cfg.data.name != "imagefolder":
+        raise ConfigError(f"bench throughput compares with torchvision's ImageFolder: data.name must be imagefolder, "
+                          f"got {cfg.data.name!r}")
+    workdir = Path(tempfile.mkdtemp(prefix="kdlab-bench-throughput-"))
+    workers: list[_Worker] = []
+    try:
+        cache_path = Path(cache) if cache is not None else workdir / "teacher-cache"
+        _say(progress, f"teacher cache: {cache_path} ({cache_epochs} epoch(s))")
+        started = time.perf_counter()
+        cache_cfg = configuration("distill_cached", cfg, out_dir=workdir, cache=cache_path, epochs=cache_epochs)
+        teacher_cache, built = build_cache_from_config(cache_cfg, cache_path, epochs=cache_epochs, progress=False)
+        cache_info = {**teacher_cache.describe(), "built": built, "seconds": time.perf_counter() - started}
+        epochs = min(cfg.trainer.epochs, teacher_cache.epochs)
+
+        _say(progress, "starting the four configurations: " + ", ".join(KINDS))
+        for kind in KINDS:
+            kind_cfg = configuration(kind, cfg, out_dir=workdir, cache=cache_path, epochs=epochs)
+            workers.append(_Worker(kind, kind_cfg, workdir))
+        ready = {w.kind: w.receive() for w in workers}
+
+        slices: dict[str, list[dict[str, Any]]] = {w.kind: [] for w in workers}
+        for round_index in range(rounds):
+            shift = round_index % len(workers)
+            for worker in workers[shift:] + workers[:shift]:
+                worker.send({"cmd": "measure", "seconds": seconds / rounds})
+                reply = worker.receive()
+                slices[worker.kind].append(reply)
+                _say(progress, f"round {round_index + 1}/{rounds} {worker.kind:<15} {reply['images'] / reply['seconds']:8.1f} images/s")
+        memory = {}
+        for worker in workers:
+            worker.send({"cmd": "stop"})
+            memory[worker.kind] = worker.receive()["peak_memory_mb"]
+    finally:
+        for worker in workers:
+            worker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return _summary(cfg, slices, memory, ready, cache_info, seconds, rounds)
+
+
+def _summary(cfg: Config, slices: dict[str, list[dict[str, Any]]], memory: dict[str, dict[str, Any]],
+             ready: dict[str, dict[str, Any]], cache_info: dict[str, Any], seconds: float, rounds: int) -> dict[str, Any]:
+    ips = {kind: sum(s["images"] for s in runs) / sum(s["seconds"] for s in runs) for kind, runs in slices.items()}
+    ratios = {}
+    for name in TARGETS:
+        top, bottom = name.split("/")
+        ratios[name] = ips[top] / ips[bottom] if ips[bottom] else float("inf")
+    import torch
+
+    result: dict[str, Any] = {f"{kind}_ips": ips[kind] for kind in KINDS}
+    result.update(
+        ratios=ratios,
+        targets={name: target for name, target in TARGETS.items()},
+        targets_met={name: ratios[name] >= target for name, target in TARGETS.items()},
+        peak_memory_mb={kind: memory[kind]["host"] for kind in KINDS},
+        cuda_peak_memory_mb={kind: memory[kind]["cuda"] for kind in KINDS},
+        slices_ips={kind: [s["images"] / s["seconds"] for s in slices[kind]] for kind in KINDS},
+        setup_seconds={kind: ready[kind]["setup_seconds"] for kind in KINDS},
+        device=ready["distill_live"]["device"],
+        cache=cache_info,
+        batch_size=cfg.data.batch_size,
+        seconds=seconds,
+        rounds=rounds,
+        channels_last=cfg.trainer.channels_last,
+        precision=cfg.trainer.precision,
+        torch_threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+    )
+    return result

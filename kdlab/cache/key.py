@@ -1,0 +1,107 @@
+"""What a teacher-output cache is valid for: teacher, dataset, augmentation and schedule seed.
+
+The key is a small JSON-able dict stored in the cache's ``meta.json``. A run
+may use a cache only if every entry except the schedule seed equals its own
+(the cache's seed decides the data order and augmentation of every run that
+uses it; the run's ``trainer.seed`` still decides the initialisation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from kdlab.config import Config
+from kdlab.data.types import DataBundle
+
+#: key entries a run may differ in and still use the cache
+RUN_MAY_DIFFER = frozenset({"schedule.seed"})
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, remembered per (path, size, mtime) for the life of the process."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _HASHES[memo] = digest.hexdigest()
+    return _HASHES[memo]
+
+
+def teacher_identity(cfg: Config) -> dict[str, Any]:
+    """The teacher as the cache sees it: architecture, options, input statistics and the weights' hash."""
+    from kdlab.engine.builders import resolve_teacher_source
+
+    name, checkpoint, kwargs, classes = resolve_teacher_source(cfg)
+    return {
+        "name": name,
+        "kwargs": dict(sorted(kwargs.items())),
+        "num_classes": classes,
+        "mean": None if cfg.teacher.mean is None else [float(v) for v in cfg.teacher.mean],
+        "std": None if cfg.teacher.std is None else [float(v) for v in cfg.teacher.std],
+        "embedding_only": bool(cfg.teacher.embedding_only),
+        "checkpoint_sha256": file_sha256(checkpoint),  # type: ignore[arg-type]
+    }
+
+
+def cache_key(cfg: Config, bundle: DataBundle, *, pipeline: str, seed: int, global_batch: int) -> dict[str, Any]:
+    """The key of the cache this run would build (``seed``: the schedule's seed)."""
+    data = cfg.data
+    augmentation: dict[str, Any] = {
+        "pipeline": pipeline,
+        "augment": data.augment,
+        "crop_padding": data.crop_padding,
+        "views": data.views,
+        "num_views": data.num_views if data.views == "multi" else 1,
+        "image_size": bundle.image_size,
+        "mean": [float(v) for v in bundle.mean],
+        "std": [float(v) for v in bundle.std],
+        "global_batch": global_batch,
+        "sampler": data.sampler,
+    }
+    if data.sampler == "knn":
+        augmentation.update(
+            knn_anchors=data.knn_anchors,
+            knn_neighbours=data.knn_neighbours,
+            knn_pool=data.knn_pool,
+            knn_index_sha256=file_sha256(data.knn_index) if data.knn_index else None,
+        )
+    return {
+        "teacher": teacher_identity(cfg),
+        "data": {"name": data.name, "fingerprint": bundle.fingerprint, "train_size": bundle.train_size},
+        "augmentation": augmentation,
+        "schedule": {"seed": seed},
+    }
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "kwargs":
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def key_differences(cached: dict[str, Any], wanted: dict[str, Any], ignore: frozenset[str] = frozenset()) -> list[str]:
+    """Human-readable ``entry: cache has X, this run has Y`` lines, one per differing entry."""
+    a, b = _flatten(cached), _flatten(wanted)
+    lines = []
+    for entry in sorted(set(a) | set(b)):
+        if entry in ignore or a.get(entry) == b.get(entry):
+            continue
+        lines.append(f"{entry}: cache has {_short(a.get(entry, '(absent)'))}, this run has {_short(b.get(entry, '(absent)'))}")
+    return lines
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,102 @@
+"""How a run gets its teacher outputs from a cache: check, build if missing, replay."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from kdlab.config import Config
+from kdlab.data.fast import FastTrainStream
+from kdlab.data.types import DataBundle
+
+from .build import build_teacher_cache
+from .errors import TeacherCacheError
+from .key import cache_key
+from .outputs import required_outputs
+from .replay import CachedTeacherStream
+from .storage import cache_exists
+from .teacher_cache import TeacherCache
+
+
+def fast_stream(bundle: DataBundle) -> FastTrainStream:
+    """The bundle's training stream if it is the fast path's; the cache replays fast-path batches only."""
+    if not isinstance(bundle.train, FastTrainStream):
+        raise TeacherCacheError(
+            "distill.teacher_cache needs the fast data path (images <= 64 px, data.augment one of none/crop/flip/"
+            f"crop_flip, data.pipeline auto or fast); this run's training stream is {type(bundle.train).__name__}"
+        )
+    return bundle.train
+
+
+def run_cache_key(cfg: Config, bundle: DataBundle) -> dict[str, Any]:
+    """The cache key of this run's setup (schedule seed: the run's data seed)."""
+    stream = fast_stream(bundle)
+    return cache_key(cfg, bundle, pipeline="fast", seed=stream.seed, global_batch=stream.planner.global_batch)
+
+
+def cache_epochs(cfg: Config) -> int:
+    """Epochs an automatically built cache holds: ``distill.teacher_cache_epochs`` if set, else trainer.epochs."""
+    return int(getattr(cfg.distill, "teacher_cache_epochs", None) or cfg.trainer.epochs)
+
+
+def cache_top_k(cfg: Config) -> Optional[int]:
+    """``distill.teacher_cache_top_k`` (None: automatic, 0: full logits)."""
+    return getattr(cfg.distill, "teacher_cache_top_k", None)
+
+
+def _distributed() -> tuple[bool, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size() > 1, torch.distributed.get_rank()
+    return False, 0
+
+
+def ensure_teacher_cache(
+    path: str | Path,
+    *,
+    cfg: Config,
+    bundle: DataBundle,
+    teacher: Any,
+    fields: list[str],
+    autocast: Any = None,
+    progress: bool = False,
+) -> TeacherCache:
+    """Open the cache at ``path``, building it first if it does not exist (rank 0 builds, the others wait)."""
+    path = Path(path)
+    distributed, rank = _distributed()
+    if not cache_exists(path) and rank == 0:
+        if teacher is None:
+            raise TeacherCacheError(f"teacher cache {path} does not exist and there is no teacher to build it")
+        build_teacher_cache(
+            path, key=run_cache_key(cfg, bundle), stream=fast_stream(bundle), teacher=teacher, fields=fields,
+            epochs=cache_epochs(cfg), top_k=cache_top_k(cfg), autocast=autocast, progress=progress,
+        )
+    if distributed:
+        torch.distributed.barrier()
+    return TeacherCache(path)
+
+
+def use_teacher_cache(cfg: Config, bundle: DataBundle, distiller: Any, device: torch.device) -> DataBundle:
+    """``bundle`` whose training batches come from the teacher cache at ``distill.teacher_cache``.
+
+    The cache is built first when missing. Raises TeacherCacheError (a
+    ConfigError: exit code 2) when a loss term cannot use a cache, when the
+    cache was built for another teacher/data/augmentation (the message lists
+    the differences), lacks an output the terms need, or holds fewer epochs
+    than ``trainer.epochs``. The returned bundle's data order and augmentation
+    are the cache's (its seed), whatever ``trainer.seed`` is.
+    """
+    path = Path(cfg.distill.teacher_cache)
+    needed = required_outputs(distiller.terms)
+    if not needed:
+        return bundle  # no term reads the teacher: nothing to replace
+    from kdlab.engine.builders import autocast_for
+
+    cache = ensure_teacher_cache(
+        path, cfg=cfg, bundle=bundle, teacher=distiller.teacher, fields=sorted(needed),
+        autocast=autocast_for(cfg, device), progress=cfg.trainer.progress != "none",
+    )
+    cache.check_usable(run_cache_key(cfg, bundle), needed, cfg.trainer.epochs)
+    return dataclasses.replace(bundle, train=CachedTeacherStream(cache, fast_stream(bundle), device))

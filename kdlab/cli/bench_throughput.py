@@ -1,0 +1,64 @@
+"""``kdlab bench throughput CONFIG [overrides] [--json] [--seconds S]``: KD training speed, four ways."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kdlab.cli.common import add_config_args, config_from_args
+
+_LABELS = {
+    "reference": "reference loop (torchvision ImageFolder, 2 workers)",
+    "student_only": "kdlab, student only (ce)",
+    "distill_live": "kdlab, distillation, live teacher",
+    "distill_cached": "kdlab, distillation, teacher cache",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "throughput",
+        help="training images/s and peak memory: reference KD loop vs kdlab (student only, live teacher, cache)",
+    )
+    add_config_args(p)
+    p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per configuration (default 20)")
+    p.add_argument("--rounds", type=int, default=4, help="alternating slices the seconds are split into (default 4)")
+    p.add_argument("--cache", metavar="PATH", help="teacher cache folder to reuse or build (default: a temporary one)")
+    p.add_argument("--cache-epochs", type=int, default=1, help="epochs the teacher cache holds (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdlab.benchmarks.throughput import BenchmarkError, bench_throughput
+    from kdlab.config import ConfigError
+
+    if args.cache_epochs < 1:
+        raise ConfigError(f"--cache-epochs must be >= 1, got {args.cache_epochs}")
+    cfg = config_from_args(args)
+    progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        result = bench_throughput(
+            cfg, seconds=args.seconds, rounds=args.rounds, cache=args.cache, cache_epochs=args.cache_epochs,
+            progress=progress,
+        )
+    except BenchmarkError as err:
+        print(f"kdlab bench throughput: error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"device {result['device']}, batch {result['batch_size']}, {result['seconds']:g} s per configuration "
+          f"in {result['rounds']} alternating slices, {result['torch_threads']} torch threads")
+    print(f"{'configuration':<52} {'images/s':>9} {'peak MiB':>9}")
+    for kind, label in _LABELS.items():
+        print(f"{label:<52} {result[kind + '_ips']:9.1f} {result['peak_memory_mb'][kind] or float('nan'):9.0f}")
+    for name, ratio in result["ratios"].items():
+        target = result["targets"][name]
+        mark = "ok" if result["targets_met"][name] else "BELOW TARGET"
+        print(f"{name:<52} {ratio:9.2f}  (target >= {target:g}: {mark})")
+    cache = result["cache"]
+    print(f"teacher cache: {cache['epochs']} epoch(s), {cache['bytes'] / 2**20:.1f} MiB, "
+          f"built in {cache['seconds']:.1f} s (not timed)")
+    return 0

@@ -1,0 +1,37 @@
+"""``kdlab knn-index CONFIG [overrides] [--k 384] [--out PATH]``: the teacher-kNN index for data.sampler=knn."""
+
+from __future__ import annotations
+
+import argparse
+
+from kdlab.cli.common import add_config_args, config_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from kdlab.engine.knn_index import DEFAULT_K
+
+    p = sub.add_parser(
+        "knn-index",
+        help="embed the training set with the teacher and store each sample's nearest neighbours",
+        description=(
+            "Embeds the training set with the config's teacher (eval transform), L2-normalises, and writes each "
+            "sample's top-K cosine neighbours (itself excluded) for data.sampler=knn. The file goes to --out, "
+            "else to data.knn_index, else to <trainer.out_dir>/knn_index_<teacher>_<data>_k<K>.pt."
+        ),
+    )
+    add_config_args(p)
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per sample (default {DEFAULT_K}; clipped to N-1)")
+    p.add_argument("--out", default=None, help="output file (default: data.knn_index or a fingerprint-keyed name)")
+    p.add_argument("--chunk-size", type=int, default=None, help="query rows per search step (default: ~256 MiB blocks)")
+    p.add_argument("--unsafe-load", action="store_true", help="allow pickled objects in the teacher checkpoint (trusted files)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdlab.engine.knn_index import build_knn_index
+
+    cfg = config_from_args(args)
+    info = build_knn_index(cfg, k=args.k, out=args.out, chunk_size=args.chunk_size, unsafe_load=args.unsafe_load)
+    if cfg.trainer.progress == "none":
+        print(info.path)
+    return 0

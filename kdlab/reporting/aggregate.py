@@ -1,0 +1,254 @@
+"""Group runs that differ only in their seed and summarise each group as one table row.
+
+A row is a plain JSON-ready dict; the demo's ``results.json``, ``kdlab report`` and the
+benchmark suite share this schema:
+
+``method``            group label (e.g. ``kd``; ``teacher`` / ``student`` in the demo)
+``seeds``             number of runs aggregated; ``seed_values`` their ``trainer.seed``
+``metric``            what ``top1`` means in this row: ``val_top1`` (classifier top-1 on the
+                      evaluation split) or ``linear_top1`` (linear probe on the frozen embedding,
+                      for label-free runs that were probed)
+``top1_mean/std``     top-1 (%) at the **final** epoch (``last.pt``)
+``best_top1_mean/std``top-1 (%) at the **best** epoch, chosen on the evaluation split itself (as
+                      many published KD numbers are); never lower than the final value
+``seconds_mean/std``  training seconds per run (the trainer's epoch times)
+``gain``, ``gain_se`` ``top1_mean`` minus the baseline row's, and the standard error of that
+                      difference (``sqrt(s_a^2/n_a + s_b^2/n_b)``); set by :func:`add_gains`
+``<metric>_mean/std`` further metrics when present: ``val_top5``, ``val_knn<k>`` (final epoch),
+                      ``linear_top1``, ``knn<k>``, ``manifold_*`` (from ``eval.json`` of last.pt)
+
+Standard deviations are sample standard deviations (n - 1) over seeds; with a single run
+they are ``None`` (JSON ``null``): one run says nothing about the spread.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Optional, Sequence
+
+from kdlab.reporting.runs import RunRecord, number
+
+#: config keys that do not change what a run measures; runs differing only here form one group
+IGNORED_KEYS = frozenset(
+    {
+        "trainer.seed",
+        "trainer.out_dir",
+        "trainer.progress",
+        "trainer.device",
+        "trainer.time_limit",
+        "trainer.stop_after_steps",
+        "trainer.log_every",
+        "trainer.keep_last",
+        "data.num_workers",
+        "data.cache_dir",
+        "data.eval_batch_size",
+        "description",
+    }
+)
+
+_SEED_PART = re.compile(r"^(?:seed|s)[-_]?\d+$", re.IGNORECASE)
+_SEED_SUFFIX = re.compile(r"[-_.]seed[-_]?\d+$", re.IGNORECASE)
+_EXTRA_FROM_EVAL = re.compile(r"^(linear_top\d+|knn\d+|manifold_.+)$")
+_EXTRA_FROM_METRICS = re.compile(r"^val_(top5|knn\d+)$")
+
+
+@dataclass
+class RunGroup:
+    """Runs of one configuration (seeds apart) under a display label."""
+
+    label: str
+    runs: list[RunRecord]
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; ``kwargs`` mappings stay whole (they are values)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key != "kwargs":
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def group_key(run: RunRecord) -> str:
+    """The run's config without seed and operational keys, as canonical JSON.
+
+    Paths inside the run's own folder (e.g. a per-run cache) are written relative to it, so
+    two seeds that each keep an artefact in their own folder still compare equal.
+    """
+    own = str(run.path.resolve())
+    flat = {}
+    for key, value in flatten_config(run.config).items():
+        if key in IGNORED_KEYS:
+            continue
+        if isinstance(value, str) and value.startswith(own):
+            value = "<run>" + value[len(own):]
+        flat[key] = value
+    return json.dumps(flat, sort_keys=True, default=str)
+
+
+def _strip_seed(parts: Sequence[str]) -> tuple[str, ...]:
+    kept = [_SEED_SUFFIX.sub("", part) for part in parts if not _SEED_PART.match(part)]
+    return tuple(part for part in kept if part)
+
+
+def _fallback_label(run: RunRecord) -> str:
+    model = run.config.get("model", {}).get("name", "?")
+    terms = run.config.get("distill", {}).get("terms", [])
+    names = "+".join(str(t.get("name", "?")) for t in terms if isinstance(t, dict)) or "?"
+    return f"{model} {names}"
+
+
+def _label(entries: list[tuple[Path, RunRecord]]) -> str:
+    """A readable name: the runs' common folder path below the report root, seed folders removed."""
+    stripped = []
+    for root, run in entries:
+        try:
+            rel = run.path.resolve().relative_to(root.resolve()).parts
+        except ValueError:
+            rel = run.path.parts
+        if not rel:  # the root itself is the run
+            rel = (root.resolve().name,)
+        stripped.append(_strip_seed(rel))
+    common: list[str] = []
+    for parts in zip(*stripped):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    if common:
+        return str(PurePosixPath(*common))
+    return _fallback_label(entries[0][1])
+
+
+def group_runs(entries: Iterable[tuple[Path, RunRecord]]) -> list[RunGroup]:
+    """Group (root, run) pairs by :func:`group_key`; labels are unique, groups keep discovery order."""
+    buckets: dict[str, list[tuple[Path, RunRecord]]] = {}
+    for root, run in entries:
+        buckets.setdefault(group_key(run), []).append((root, run))
+    groups: list[RunGroup] = []
+    used: dict[str, int] = {}
+    for members in buckets.values():
+        label = _label(members)
+        used[label] = used.get(label, 0) + 1
+        if used[label] > 1:  # same folder name, different configs: keep them apart visibly
+            label = f"{label} #{used[label]}"
+        groups.append(RunGroup(label, sorted((run for _, run in members), key=lambda r: (r.seed or 0, str(r.path)))))
+    return groups
+
+
+def mean_std(values: Sequence[float]) -> tuple[Optional[float], Optional[float]]:
+    """Mean and sample standard deviation; (None, None) for no values, std None for one."""
+    if not values:
+        return None, None
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def run_accuracy(run: RunRecord) -> dict[str, Any]:
+    """The run's headline numbers: which metric, its final and best value, and the epochs.
+
+    Label-free runs with a linear probe in ``eval.json`` are scored by the probe (their
+    per-epoch ``val_top1`` is a kNN accuracy); every other run by ``val_top1`` from
+    metrics.jsonl: final = the last evaluated epoch, best = the maximum over epochs.
+    """
+    probe_last = number(run.evaluation.get("last", {}).get("linear_top1"))
+    if run.label_free and probe_last is not None:
+        probe_best = number(run.evaluation.get("best", {}).get("linear_top1"))
+        return {
+            "metric": "linear_top1",
+            "final": probe_last,
+            "best": max(probe_last, probe_best) if probe_best is not None else probe_last,
+            "epochs": len(run.metrics),
+        }
+    evaluated = [row for row in run.metrics if number(row.get("val_top1")) is not None]
+    if not evaluated:
+        return {"metric": "val_top1", "final": None, "best": None, "epochs": len(run.metrics)}
+    values = [number(row["val_top1"]) for row in evaluated]
+    return {"metric": "val_top1", "final": values[-1], "best": max(values), "epochs": len(run.metrics)}  # type: ignore[type-var]
+
+
+def run_extras(run: RunRecord) -> dict[str, float]:
+    """Secondary metrics of one run: final-epoch top-5 / kNN, and eval.json of last.pt."""
+    extras: dict[str, float] = {}
+    evaluated = [row for row in run.metrics if number(row.get("val_top1")) is not None]
+    if evaluated:
+        for key, value in evaluated[-1].items():
+            if _EXTRA_FROM_METRICS.match(key) and number(value) is not None:
+                extras[key] = number(value)  # type: ignore[assignment]
+    for key, value in run.evaluation.get("last", {}).items():
+        if _EXTRA_FROM_EVAL.match(key) and number(value) is not None:
+            extras[key] = number(value)  # type: ignore[assignment]
+    return extras
+
+
+def _describe_terms(config: dict[str, Any]) -> str:
+    parts = []
+    for term in config.get("distill", {}).get("terms", []):
+        if isinstance(term, dict):
+            weight = term.get("weight", 1.0)
+            parts.append(f"{weight:g}*{term.get('name', '?')}" if isinstance(weight, (int, float)) else str(term))
+    return " + ".join(parts)
+
+
+def summarize(group: RunGroup) -> dict[str, Any]:
+    """One table row (see the module docstring) from a group of runs of one config."""
+    if not group.runs:
+        raise ValueError(f"group {group.label!r} has no runs to summarise")
+    accuracies = [run_accuracy(run) for run in group.runs]
+    metrics = {acc["metric"] for acc in accuracies}
+    if len(metrics) > 1:
+        paths = ", ".join(str(run.path) for run in group.runs)
+        raise ValueError(f"group {group.label!r} mixes metrics {sorted(metrics)} across its runs ({paths})")
+    first = group.runs[0].config
+    row: dict[str, Any] = {
+        "method": group.label,
+        "seeds": len(group.runs),
+        "seed_values": [run.seed for run in group.runs],
+        "metric": metrics.pop(),
+    }
+    for name, key in (("top1", "final"), ("best_top1", "best")):
+        values = [acc[key] for acc in accuracies if acc[key] is not None]
+        row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
+    row["seconds_mean"], row["seconds_std"] = mean_std([run.train_seconds for run in group.runs])
+    row["epochs"] = max(acc["epochs"] for acc in accuracies)
+    row["completed"] = sum(run.completed for run in group.runs)
+    row["model"] = first.get("model", {}).get("name")
+    row["teacher"] = first.get("teacher", {}).get("checkpoint") or first.get("teacher", {}).get("name")
+    row["terms"] = _describe_terms(first)
+    row["label_free"] = group.runs[0].label_free
+    row["description"] = first.get("description", "")
+    row["runs"] = [str(run.path) for run in group.runs]
+    per_run = [run_extras(run) for run in group.runs]
+    for key in sorted({k for extras in per_run for k in extras}):
+        row[f"{key}_mean"], row[f"{key}_std"] = mean_std([extras[key] for extras in per_run if key in extras])
+    return row
+
+
+def add_gains(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Set ``gain`` / ``gain_se`` of every row relative to the row whose method is ``baseline``.
+
+    The gain is shown as measured, negative or not. ``gain_se`` is None unless both rows have
+    a standard deviation (at least two seeds each).
+    """
+    base = next((row for row in rows if row["method"] == baseline), None)
+    if base is None:
+        methods = ", ".join(row["method"] for row in rows)
+        raise ValueError(f"baseline {baseline!r} is not one of the rows ({methods})")
+    for row in rows:
+        if row["top1_mean"] is None or base["top1_mean"] is None:
+            row["gain"], row["gain_se"] = None, None
+            continue
+        row["gain"] = row["top1_mean"] - base["top1_mean"]
+        if row is base:
+            row["gain_se"] = None
+        elif row["top1_std"] is not None and base["top1_std"] is not None:
+            row["gain_se"] = math.sqrt(row["top1_std"] ** 2 / row["seeds"] + base["top1_std"] ** 2 / base["seeds"])
+        else:
+            row["gain_se"] = None
+    return rows

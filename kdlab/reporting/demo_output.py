@@ -1,0 +1,178 @@
+"""What ``kdlab demo`` leaves behind: results.json / .csv, the figures and report.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import kdlab
+from kdlab.reporting.aggregate import RunGroup, run_accuracy
+from kdlab.reporting.plots import plot_accuracy, plot_training_curves
+from kdlab.reporting.tables import format_seconds, to_csv, to_markdown
+
+if TYPE_CHECKING:
+    from kdlab.reporting.demo import DemoOptions, DemoResult, PlannedRun
+
+
+def machine_summary() -> str:
+    """CPU, OS, Python and torch versions, threads and the device the runs used."""
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 0
+    device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    processor = platform.processor() or platform.machine()
+    return (
+        f"{platform.platform()} ({processor}), {usable} usable CPU core(s) of {os.cpu_count()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, kdlab {kdlab.__version__}; device {device}"
+    )
+
+
+def data_summary(config_path: Path, overrides: Sequence[str]) -> str:
+    """Dataset, split sizes, image size and augmentation of a config, measured by the data layer."""
+    import torch
+
+    from kdlab.config import load_config
+    from kdlab.data import build_data
+
+    cfg = load_config(config_path, overrides)
+    data = build_data(cfg.data, seed=cfg.trainer.seed, device=torch.device("cpu"))
+    test = data.eval.num_samples
+    text = (
+        f"`data.name={cfg.data.name}`: {data.train_size} training / {test} test images, "
+        f"{data.num_classes} classes, {data.in_chans} channel(s) at {data.image_size}x{data.image_size}; "
+        f"augmentation `{cfg.data.augment}`, batch {cfg.data.batch_size}"
+    )
+    if cfg.data.name == "digits":
+        text += " (scikit-learn's embedded handwritten digits, fixed stratified 80/20 split; no download)"
+    if test:
+        text += f". One test image is {100.0 / test:.2f} percentage points of top-1."
+    return text
+
+
+def seed_finals(groups: Sequence[RunGroup]) -> dict[str, list[float]]:
+    """Every run's final top-1 per group label (the dots of the accuracy plot)."""
+    out: dict[str, list[float]] = {}
+    for group in groups:
+        out[group.label] = [v for v in (run_accuracy(run)["final"] for run in group.runs) if v is not None]
+    return out
+
+
+def _groups(result: "DemoResult") -> list[RunGroup]:
+    groups: dict[str, RunGroup] = {}
+    for outcome in result.outcomes:
+        groups.setdefault(outcome.run.method, RunGroup(outcome.run.method, [])).runs.append(outcome.record)
+    return list(groups.values())
+
+
+def _verdict(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Plain statements of which methods beat the plain student beyond seed noise (2 standard errors)."""
+    lines = []
+    for row in rows:
+        gain, se = row.get("gain"), row.get("gain_se")
+        if row["method"] in ("teacher", "student") or gain is None:
+            continue
+        if se is None or se == 0:
+            lines.append(f"{row['method']}: {gain:+.2f} points (too few seeds to judge the spread)")
+        elif abs(gain) <= 2 * se:
+            lines.append(f"{row['method']}: {gain:+.2f} ± {se:.2f} points, within seed noise of the plain student")
+        else:
+            lines.append(f"{row['method']}: {gain:+.2f} ± {se:.2f} points, {'better' if gain > 0 else 'worse'} than the plain student")
+    return lines
+
+
+def render_report(
+    result: "DemoResult",
+    options: "DemoOptions",
+    plan: Sequence["PlannedRun"],
+    started_at: datetime,
+    data_text: str,
+    figures: Sequence[Path],
+) -> str:
+    """report.md: the table, how it was made (command, configs, data, machine, date) and the figures."""
+    rows = result.rows
+    ran = [o for o in result.outcomes if not o.reused]
+    lines = ["# kdlab demo", "", to_markdown(rows), "## Verdict", ""]
+    verdict = _verdict(rows)
+    lines += [f"- {line}" for line in verdict] or ["- (no student methods besides the plain student)"]
+    lines += [
+        "",
+        "## How this was made",
+        "",
+        f"- command: `{options.command}`",
+        f"- date: {started_at.strftime('%Y-%m-%d %H:%M UTC')}; total wall time {format_seconds(result.seconds)} "
+        f"for {len(ran)} trained run(s)" + (f", {len(result.outcomes) - len(ran)} reused" if len(ran) < len(result.outcomes) else ""),
+        f"- data: {data_text}",
+        f"- machine: {machine_summary()}; torch threads {options.threads or 'default'}",
+        f"- seeds: {options.seeds} per student method (`trainer.seed` 0..{options.seeds - 1}); the teacher is one run",
+        "- every run is an ordinary config run by the one trainer; to repeat one alone:",
+        "",
+        "```bash",
+    ]
+    shown: set[str] = set()
+    for run in plan:
+        if run.method not in shown and run.overrides:
+            shown.add(run.method)
+            lines.append(run.command().replace("trainer.progress=none", "").replace("trainer.progress=bar", "").rstrip())
+    lines += [
+        "```",
+        "",
+        "- each run's folder holds config.yaml (the resolved config), metrics.jsonl (one line per epoch), "
+        "final.json and checkpoints/; label-free runs also eval.json (kNN, linear probe, manifold metrics). "
+        f"`kdlab report {options.out_dir}` rebuilds this table from them.",
+        "",
+        "## Figures",
+        "",
+    ]
+    lines += [f"![{path.stem}]({path.name})" for path in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(
+    result: "DemoResult", options: "DemoOptions", plan: Sequence["PlannedRun"], started_at: datetime
+) -> list[Path]:
+    """Write results.json, results.csv, the PNG figures and report.md; return the paths written."""
+    from kdlab.reporting.demo import BASELINE, EMBEDDING_PLOT
+
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    results = out / "results.json"
+    results.write_text(json.dumps(result.rows, indent=2) + "\n")
+    csv_path = out / "results.csv"
+    csv_path.write_text(to_csv(result.rows))
+    written += [results, csv_path]
+    groups = _groups(result)
+    figures = [
+        plot_accuracy(result.rows, out / "accuracy.png", seed_values=seed_finals(groups),
+                      baseline=BASELINE if any(r["method"] == BASELINE for r in result.rows) else None),
+        plot_training_curves(groups, out / "training_curves.png"),
+    ]
+    embedding = out / EMBEDDING_PLOT
+    if embedding.is_file():
+        figures.append(embedding)
+    written += figures
+    first = plan[0] if plan else None
+    data_text = data_summary(first.config_path, first.overrides) if first else "see the runs' config.yaml"
+    report = out / "report.md"
+    report.write_text(render_report(result, options, plan, started_at, data_text, figures))
+    written.append(report)
+    return written
+
+
+def print_summary(result: "DemoResult", echo: Any = print, out_dir: Optional[Path] = None) -> None:
+    """The results table as text, then where everything was written."""
+    from kdlab.reporting.tables import footnotes, to_text
+
+    echo("")
+    echo(to_text(result.rows).rstrip())
+    for note in footnotes(result.rows):
+        echo(f"  {note}")
+    names = ", ".join(path.name for path in result.files)
+    echo(f"wrote {out_dir or result.out_dir}/: {names} (total {format_seconds(result.seconds)})")

@@ -1,0 +1,143 @@
+"""Reading kdlab run folders: the config, the per-epoch metrics and the summaries a run leaves.
+
+A run folder is any folder holding ``metrics.jsonl`` (written by the trainer). Next to it the
+trainer writes ``config.yaml`` and, once training completed, ``final.json``. Evaluation after
+training (kNN, linear probe, teacher-student manifold metrics) is stored in ``eval.json``:
+
+``{"last": {<metric>: value, ...}, "best": {...}}``
+    the results of :func:`kdlab.engine.report_eval.evaluate_checkpoint` on
+    ``checkpoints/last.pt`` and ``checkpoints/best.pt``. A flat mapping (e.g. the output of
+    ``kdlab eval ... --json``) is read as ``{"last": mapping}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import yaml
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+FINAL_FILE = "final.json"
+EVAL_FILE = "eval.json"
+
+
+class RunFolderError(ValueError):
+    """A run folder (or a file in it) cannot be read; the message names the file."""
+
+
+@dataclass
+class RunRecord:
+    """Everything a report needs from one run folder."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    final: Optional[dict[str, Any]] = None
+    evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> bool:
+        return bool(self.final and self.final.get("completed"))
+
+    @property
+    def seed(self) -> Optional[int]:
+        seed = self.config.get("trainer", {}).get("seed")
+        return int(seed) if isinstance(seed, int) else None
+
+    @property
+    def label_free(self) -> bool:
+        return self.config.get("distill", {}).get("labels", True) is False
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time measured by the trainer (sum of epoch times; setup and evaluation excluded)."""
+        if self.final and isinstance(self.final.get("train_seconds"), (int, float)):
+            return float(self.final["train_seconds"])
+        return float(sum(number(row.get("seconds")) or 0.0 for row in self.metrics))
+
+
+def number(value: Any) -> Optional[float]:
+    """``value`` as a finite float, else None (metrics.jsonl stores NaN/Inf as strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunFolderError(f"{path} is not valid JSON: {err}") from None
+
+
+def read_metrics_file(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for number_, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RunFolderError(f"{path} line {number_} is not valid JSON: {err}") from None
+        if not isinstance(row, dict):
+            raise RunFolderError(f"{path} line {number_} must be a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def read_evaluation(path: Path) -> dict[str, dict[str, Any]]:
+    """``eval.json`` as ``{"last": {...}, "best": {...}}`` (a flat mapping counts as "last")."""
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    if data and all(isinstance(value, dict) for value in data.values()):
+        return {str(key): value for key, value in data.items()}
+    return {"last": data}
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read one run folder (it must contain metrics.jsonl)."""
+    path = Path(path)
+    metrics_path = path / METRICS_FILE
+    if not metrics_path.is_file():
+        raise RunFolderError(f"{path} is not a run folder: {METRICS_FILE} is missing")
+    config: dict[str, Any] = {}
+    config_path = path / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            config = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise RunFolderError(f"{config_path} is not valid YAML: {err}") from None
+        if not isinstance(config, dict):
+            raise RunFolderError(f"{config_path} must be a mapping, got {type(config).__name__}")
+    final_path = path / FINAL_FILE
+    final = _read_json(final_path) if final_path.is_file() else None
+    eval_path = path / EVAL_FILE
+    evaluation = read_evaluation(eval_path) if eval_path.is_file() else {}
+    return RunRecord(path, config, read_metrics_file(metrics_path), final, evaluation)
+
+
+def find_run_dirs(roots: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """Every run folder at or below each root, as (root, run folder), sorted, without duplicates."""
+    found: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"run folder {root} does not exist")
+        candidates = [root / METRICS_FILE] if (root / METRICS_FILE).is_file() else []
+        if root.is_dir():
+            candidates += sorted(root.rglob(METRICS_FILE))
+        for metrics_path in candidates:
+            run = metrics_path.parent
+            key = run.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((root, run))
+    return found

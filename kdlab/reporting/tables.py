@@ -1,0 +1,137 @@
+"""Rows (see :mod:`kdlab.reporting.aggregate`) as Markdown, CSV and aligned plain text."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Optional, Sequence
+
+#: secondary metrics shown in the Markdown table when any row has them, in this order
+_SHOWN_EXTRAS = ("val_knn", "knn", "linear_top1", "manifold_")
+
+
+def format_seconds(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def format_mean_std(mean: Optional[float], std: Optional[float], digits: int = 2) -> str:
+    """``97.31 ± 0.42``; a single run shows the mean alone, a missing value ``-``."""
+    if mean is None:
+        return "-"
+    if std is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def format_gain(gain: Optional[float], se: Optional[float] = None) -> str:
+    if gain is None:
+        return "-"
+    text = f"{gain:+.2f}"
+    return f"{text} (±{se:.2f})" if se is not None else text
+
+
+def _extra_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    names = sorted({key[: -len("_mean")] for row in rows for key in row if key.endswith("_mean")})
+    chosen = []
+    for prefix in _SHOWN_EXTRAS:
+        chosen += [name for name in names if name.startswith(prefix) and name not in chosen]
+    return chosen
+
+
+def _top1_header(rows: Sequence[dict[str, Any]]) -> str:
+    return "top-1 %" if all(row.get("metric") == "val_top1" for row in rows) else "top-1 %*"
+
+
+def table_cells(
+    rows: Sequence[dict[str, Any]], *, best: bool = True, extras: bool = True
+) -> tuple[list[str], list[list[str]]]:
+    """Header and cell text of the results table (shared by Markdown and the console)."""
+    has_gain = any("gain" in row for row in rows)
+    header = ["method", "n", f"final {_top1_header(rows)}"]
+    if best:
+        header.append("best-epoch top-1 %")
+    if has_gain:
+        header.append("gain")
+    extra_names = _extra_columns(rows) if extras else []
+    header += extra_names
+    header.append("time/run")
+    body = []
+    for row in rows:
+        method = row["method"] + (" *" if row.get("metric") == "linear_top1" else "")
+        cells = [method, str(row.get("seeds", "")), format_mean_std(row.get("top1_mean"), row.get("top1_std"))]
+        if best:
+            cells.append(format_mean_std(row.get("best_top1_mean"), row.get("best_top1_std")))
+        if has_gain:
+            cells.append(format_gain(row.get("gain"), row.get("gain_se")))
+        for name in extra_names:
+            digits = 3 if name.startswith("manifold_") else 2
+            cells.append(format_mean_std(row.get(f"{name}_mean"), row.get(f"{name}_std"), digits))
+        cells.append(format_seconds(row.get("seconds_mean")))
+        body.append(cells)
+    return header, body
+
+
+def footnotes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    notes = [
+        "mean ± sample std over n seeds; final = last epoch, best-epoch = maximum over epochs "
+        "(selected on the evaluation split itself, so optimistic)."
+    ]
+    if any("gain" in row for row in rows):
+        notes.append("gain = final top-1 minus the baseline's, (± standard error of the difference).")
+    if any(row.get("metric") == "linear_top1" for row in rows):
+        notes.append(
+            "* label-free run: top-1 is a linear probe on the frozen embedding (its per-epoch "
+            "val_top1 is weighted kNN, shown as val_knn*)."
+        )
+    if any(row.get("completed", row.get("seeds")) != row.get("seeds") for row in rows):
+        notes.append("some runs did not complete (no final.json); their last evaluated epoch counts as final.")
+    notes.append("time/run = training seconds per run (setup and post-training evaluation excluded).")
+    return notes
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], *, best: bool = True, extras: bool = True) -> str:
+    """A GitHub-Markdown table with the footnotes that say what the numbers are."""
+    header, body = table_cells(rows, best=best, extras=extras)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    lines.append("")
+    lines += [f"- {note}" for note in footnotes(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def to_text(rows: Sequence[dict[str, Any]], *, best: bool = True, extras: bool = False) -> str:
+    """The table as aligned plain text for a terminal."""
+    header, body = table_cells(rows, best=best, extras=extras)
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def render(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([render(header), "  ".join("-" * w for w in widths), *map(render, body)]) + "\n"
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Every field of every row; columns are the union of the rows' keys in first-seen order."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_value(row.get(key)) for key in columns})
+    return buffer.getvalue()

@@ -57,12 +57,35 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from kdlab.engine.checkpoint import CheckpointError
 
     errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError]
-    for module, name in (("kdlab.data", "DataError"), ("kdlab.models.checkpoint", "CheckpointMismatchError")):
+    for module, name in (
+        ("kdlab.data", "DataError"),
+        ("kdlab.models.checkpoint", "CheckpointMismatchError"),
+        ("kdlab.models.checkpoint", "UnsafeCheckpointError"),
+    ):
         try:
             errors.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
             pass
     return tuple(errors)
+
+
+def run_stopped_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that end a run on purpose (e.g. a NaN loss): one line, exit code 1."""
+    from kdlab.engine.trainer import NonFiniteLossError
+
+    return (NonFiniteLossError,)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker, without the worker's traceback."""
+    text = str(err)
+    if "DataLoader worker" in text and "Original Traceback" in text:
+        head = text.splitlines()[0].rstrip(".")
+        where = head[head.index("DataLoader worker") :]
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        detail = last.split(": ", 1)[1] if ": " in last else last
+        return f"{detail} (raised in {where})"
+    return text
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -74,8 +97,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except user_errors() as err:
-        print(f"kdlab {args.command}: error: {err}", file=sys.stderr)
+        print(f"kdlab {args.command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+    except run_stopped_errors() as err:
+        print(f"kdlab {args.command}: stopped: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

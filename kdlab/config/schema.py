@@ -47,6 +47,10 @@ class TrainerConfig:
         default="auto", metadata=_choices("auto", "bar", "lines", "none", doc="tqdm bar on a terminal, else lines")
     )
     sync_batchnorm: bool = field(default=False, metadata={"doc": "convert BatchNorm to SyncBatchNorm under DDP"})
+    num_threads: Optional[int] = field(
+        default=None,
+        metadata={"min": 1, "doc": "CPU threads of torch (default: torch's); 1 is fastest for tiny models on busy CPUs"},
+    )
 
 
 @dataclass

@@ -123,6 +123,8 @@ class Trainer:
         self.unsafe_load = unsafe_load
         self.out_dir = Path(self.cfg.trainer.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        if self.cfg.trainer.num_threads is not None:
+            torch.set_num_threads(self.cfg.trainer.num_threads)
         self.dist, self.device = distributed.setup(self.cfg.trainer.device)
         # only rank 0 talks: progress lines, summaries and files are its job
         self.progress_mode = self.cfg.trainer.progress if self.dist.is_main else "none"

@@ -113,9 +113,8 @@ def _label(entries: list[tuple[Path, RunRecord]]) -> str:
             rel = run.path.resolve().relative_to(root.resolve()).parts
         except ValueError:
             rel = run.path.parts
-        if not rel:  # the root itself is the run
-            rel = (root.resolve().name,)
-        stripped.append(_strip_seed(rel))
+        # a root that is the run itself, or holds only seed folders, names the group
+        stripped.append(_strip_seed(rel) or _strip_seed((root.resolve().name,)))
     common: list[str] = []
     for parts in zip(*stripped):
         if len(set(parts)) != 1:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -110,7 +111,9 @@ class PlannedRun:
     overrides: list[str]
 
     def command(self) -> str:
-        return " ".join(["kdlab train", _shown(self.config_path), *self.overrides])
+        """The equivalent ``kdlab train`` command line (display-only overrides left out)."""
+        shown = [o for o in self.overrides if not o.startswith("trainer.progress=")]
+        return " ".join(["kdlab train", _shown(self.config_path), *shown])
 
 
 @dataclass
@@ -127,6 +130,8 @@ class DemoResult:
     rows: list[dict[str, Any]]
     outcomes: list[RunOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time: the cost on an idle machine, whatever the load
+    load_average: Optional[float] = None  # 1-minute load average at the end (other work on the machine)
     files: list[Path] = field(default_factory=list)
 
 
@@ -371,6 +376,13 @@ def _given_teacher(path: Path) -> RunOutcome:
     return RunOutcome(PlannedRun(TEACHER, record.seed or 0, path, path, []), record, None, reused=True)
 
 
+def _load_average() -> Optional[float]:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not available on this platform
+        return None
+
+
 def run_demo(options: DemoOptions, echo: Echo = print) -> DemoResult:
     """Run the whole demo and write results.json, report.md and the figures into ``options.out_dir``."""
     import torch
@@ -391,7 +403,7 @@ def run_demo(options: DemoOptions, echo: Echo = print) -> DemoResult:
         f"kdlab demo: {len(plan)} runs ({'' if options.teacher else 'teacher + '}{len(options.methods)} "
         f"method(s) x {options.seeds} seed(s)) into {options.out_dir}; torch threads {torch.get_num_threads()}"
     )
-    clock = time.monotonic()
+    clock, cpu_clock = time.monotonic(), time.process_time()
     reuse_distilled = options.reuse
     plotted = False
     try:
@@ -407,13 +419,14 @@ def run_demo(options: DemoOptions, echo: Echo = print) -> DemoResult:
             echo(progress_line(index, len(plan), outcome))
     finally:
         torch.set_num_threads(previous_threads)
-    seconds = time.monotonic() - clock
+    seconds, cpu_seconds = time.monotonic() - clock, time.process_time() - cpu_clock
     rows = summarize_outcomes(outcomes)
-    result = DemoResult(Path(options.out_dir), rows, outcomes, seconds)
+    result = DemoResult(Path(options.out_dir), rows, outcomes, seconds, cpu_seconds, _load_average())
     result.files = write_outputs(result, options, plan, started_at)
     _write_marker(
         options,
         {"started": started_at.isoformat(timespec="seconds"), "finished": True, "seconds": round(seconds, 1),
+         "cpu_seconds": round(cpu_seconds, 1), "load_average": result.load_average,
          "runs": [str(run.out_dir) for run in plan]},
     )
     return result

@@ -106,8 +106,12 @@ def render_report(
         "## How this was made",
         "",
         f"- command: `{options.command}`",
-        f"- date: {started_at.strftime('%Y-%m-%d %H:%M UTC')}; total wall time {format_seconds(result.seconds)} "
-        f"for {len(ran)} trained run(s)" + (f", {len(result.outcomes) - len(ran)} reused" if len(ran) < len(result.outcomes) else ""),
+        f"- date: {started_at.strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- time: {format_seconds(result.seconds)} wall for {len(ran)} trained run(s)"
+        + (f" ({len(result.outcomes) - len(ran)} reused)" if len(ran) < len(result.outcomes) else "")
+        + f", {format_seconds(result.cpu_seconds)} of CPU time"
+        + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "
+           "shares the cores; CPU time does not)" if result.load_average is not None else ""),
         f"- data: {data_text}",
         f"- machine: {machine_summary()}; torch threads {options.threads or 'default'}",
         f"- seeds: {options.seeds} per student method (`trainer.seed` 0..{options.seeds - 1}); the teacher is one run",
@@ -119,7 +123,7 @@ def render_report(
     for run in plan:
         if run.method not in shown and run.overrides:
             shown.add(run.method)
-            lines.append(run.command().replace("trainer.progress=none", "").replace("trainer.progress=bar", "").rstrip())
+            lines.append(run.command())
     lines += [
         "```",
         "",
@@ -175,4 +179,7 @@ def print_summary(result: "DemoResult", echo: Any = print, out_dir: Optional[Pat
     for note in footnotes(result.rows):
         echo(f"  {note}")
     names = ", ".join(path.name for path in result.files)
-    echo(f"wrote {out_dir or result.out_dir}/: {names} (total {format_seconds(result.seconds)})")
+    echo(
+        f"wrote {out_dir or result.out_dir}/: {names} "
+        f"(total {format_seconds(result.seconds)} wall, {format_seconds(result.cpu_seconds)} CPU)"
+    )

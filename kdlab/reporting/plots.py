@@ -53,15 +53,18 @@ def plot_accuracy(
     x = np.arange(len(shown))
     means = np.array([row["top1_mean"] for row in shown])
     stds = np.array([row.get("top1_std") or 0.0 for row in shown])
+    if seed_values:
+        axis.scatter([], [], s=12, color="tab:gray", label="single seeds")
     axis.errorbar(x, means, yerr=stds, fmt="o", color="tab:blue", ecolor="tab:blue", capsize=5, markersize=7, zorder=3)
     for i, row in enumerate(shown):
         dots = (seed_values or {}).get(row["method"], [])
         if dots:
-            axis.scatter(np.full(len(dots), i + 0.15), dots, s=12, color="tab:gray", alpha=0.8, zorder=2)
-        axis.annotate(f"{row['top1_mean']:.1f}", (i, row["top1_mean"]), textcoords="offset points", xytext=(8, -3), fontsize=8)
+            axis.scatter(np.full(len(dots), i - 0.12), dots, s=12, color="tab:gray", alpha=0.8, zorder=2)
+        axis.annotate(f"{row['top1_mean']:.1f}", (i, row["top1_mean"]), textcoords="offset points", xytext=(9, -3), fontsize=8)
     base = next((row for row in shown if row["method"] == baseline), None)
     if base is not None:
         axis.axhline(base["top1_mean"], color="tab:red", linestyle="--", linewidth=1, label=f"{baseline} (baseline)")
+    if base is not None or seed_values:
         axis.legend(loc="lower right", fontsize=8)
     labels = [row["method"] + ("*" if row.get("metric") == "linear_top1" else "") for row in shown]
     axis.set_xticks(x, labels, rotation=30, ha="right")
@@ -115,6 +118,9 @@ def plot_training_curves(
     if drawn == 0:
         names = [group.label for group in groups]
         raise ValueError(f"no run in groups {names} has {key!r} in its metrics.jsonl")
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("epoch")
     axis.set_ylabel(key)
     if key.startswith("val_top") or key.startswith("val_knn"):

@@ -7,9 +7,14 @@ import io
 import json
 from typing import Any, Optional, Sequence
 
-#: secondary metrics shown in the Markdown table when any row has them, in this order
-_SHOWN_EXTRAS = ("val_knn", "knn", "linear_top1", "manifold_")
-
+#: secondary metrics shown in the Markdown table (prefix, header), when any row has them;
+#: every metric is in the CSV / JSON output
+_SHOWN_EXTRAS = (
+    ("val_knn", "kNN-{k} %"),
+    ("linear_top1", "linear probe %"),
+    ("manifold_cka", "CKA"),
+    ("manifold_knn_overlap", "kNN overlap"),
+)
 
 def format_seconds(seconds: Optional[float]) -> str:
     if seconds is None:
@@ -36,11 +41,14 @@ def format_gain(gain: Optional[float], se: Optional[float] = None) -> str:
     return f"{text} (±{se:.2f})" if se is not None else text
 
 
-def _extra_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+def _extra_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(metric name, column header) of the secondary metrics worth a table column."""
     names = sorted({key[: -len("_mean")] for row in rows for key in row if key.endswith("_mean")})
-    chosen = []
-    for prefix in _SHOWN_EXTRAS:
-        chosen += [name for name in names if name.startswith(prefix) and name not in chosen]
+    chosen: list[tuple[str, str]] = []
+    for prefix, header in _SHOWN_EXTRAS:
+        for name in names:
+            if name.startswith(prefix) and name not in [c for c, _ in chosen]:
+                chosen.append((name, header.format(k=name[len(prefix):])))
     return chosen
 
 
@@ -58,8 +66,8 @@ def table_cells(
         header.append("best-epoch top-1 %")
     if has_gain:
         header.append("gain")
-    extra_names = _extra_columns(rows) if extras else []
-    header += extra_names
+    extra_columns = _extra_columns(rows) if extras else []
+    header += [title for _, title in extra_columns]
     header.append("time/run")
     body = []
     for row in rows:
@@ -69,7 +77,7 @@ def table_cells(
             cells.append(format_mean_std(row.get("best_top1_mean"), row.get("best_top1_std")))
         if has_gain:
             cells.append(format_gain(row.get("gain"), row.get("gain_se")))
-        for name in extra_names:
+        for name, _ in extra_columns:
             digits = 3 if name.startswith("manifold_") else 2
             cells.append(format_mean_std(row.get(f"{name}_mean"), row.get(f"{name}_std"), digits))
         cells.append(format_seconds(row.get("seconds_mean")))

@@ -42,6 +42,10 @@ DEFAULT_HEAD_MILESTONES = (30, 45)
 HEAD_MOMENTUM = 0.9
 HEAD_WEIGHT_DECAY = 5e-4
 HEAD_GAMMA = 0.1
+#: phase 1 always uses this seed: the head is a function of the teacher, the data and the
+#: settings only, so every seed of the student shares one head
+HEAD_SEED = 0
+HEAD_LOG_EVERY = 50
 
 #: keys that do not change the trained head (paths, speed, display), left out of its digest
 _NOT_HASHED = frozenset(
@@ -51,7 +55,6 @@ _NOT_HASHED = frozenset(
         "trainer.out_dir",
         "trainer.device",
         "trainer.progress",
-        "trainer.log_every",
         "trainer.stop_after_steps",
         "trainer.time_limit",
         "data.root",
@@ -114,12 +117,12 @@ def head_run_config(cfg: Config, settings: HeadSettings, out_dir: str | Path) ->
         "trainer": {
             "epochs": settings.epochs,
             "out_dir": str(out_dir),
-            "seed": trainer["seed"],
+            "seed": HEAD_SEED,
             "device": trainer["device"],
             "precision": trainer["precision"],
             "channels_last": trainer["channels_last"],
             "progress": trainer["progress"],
-            "log_every": trainer["log_every"],
+            "log_every": HEAD_LOG_EVERY,
             "eval_every": min(10, settings.epochs),
             "best_metric": f"val_{HEAD_TERM}_ss_top1",
         },

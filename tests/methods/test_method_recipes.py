@@ -1,0 +1,159 @@
+"""Every shipped recipe (configs/cifar100/**, configs/imagenet/**) loads, says what the papers
+say, builds both networks and runs one training step on a tiny synthetic batch."""
+
+from __future__ import annotations
+
+import copy
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdlab.config import Config, load_config
+from kdlab.engine.teacher import FrozenTeacher
+from kdlab.methods.build import build_distiller
+from kdlab.models import create_model
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CIFAR_METHODS = ("kd", "fitnet", "at", "sp", "rkd", "pkt", "crd", "dkd", "ckd")
+IMAGENET_METHODS = ("kd", "dkd", "ckd")
+CIFAR_PAIRS = {
+    ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
+    ("resnet110", "resnet32"), ("vgg13", "vgg8"), ("vgg13", "MobileNetV2"), ("ResNet50", "MobileNetV2"),
+    ("resnet32x4", "ShuffleV1"), ("resnet32x4", "ShuffleV2"), ("wrn_40_2", "ShuffleV1"),
+}
+LIGHT_STUDENTS = {"MobileNetV2", "ShuffleV1", "ShuffleV2"}
+
+CIFAR_RECIPES = sorted(p for m in CIFAR_METHODS for p in (CONFIGS / "cifar100" / m).glob("*.yaml"))
+TEACHER_RECIPES = sorted((CONFIGS / "cifar100" / "teacher").glob("*.yaml"))
+IMAGENET_RECIPES = sorted(p for m in IMAGENET_METHODS for p in (CONFIGS / "imagenet" / m).glob("*.yaml"))
+ALL_RECIPES = CIFAR_RECIPES + TEACHER_RECIPES + IMAGENET_RECIPES
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(CONFIGS))
+
+
+def test_every_method_has_a_recipe_for_every_pair():
+    for method in CIFAR_METHODS:
+        found = {tuple(_pair(load_config(p))) for p in (CONFIGS / "cifar100" / method).glob("*.yaml")}
+        assert found == CIFAR_PAIRS, method
+    teachers = {load_config(p).model.name for p in TEACHER_RECIPES}
+    assert teachers == {"resnet56", "resnet110", "resnet32x4", "wrn_40_2", "vgg13", "ResNet50"}
+    for method in IMAGENET_METHODS:
+        found = {tuple(_pair(load_config(p))) for p in (CONFIGS / "imagenet" / method).glob("*.yaml")}
+        assert found == {("tv:resnet34", "tv:resnet18"), ("tv:resnet50", "MobileNetV1")}, method
+
+
+def _pair(cfg: Config) -> tuple[str, str]:
+    return cfg.teacher.name, cfg.model.name
+
+
+def _terms(cfg: Config) -> dict[str, dict]:
+    return {t["name"]: t for t in cfg.distill.terms}
+
+
+@pytest.mark.parametrize("path", CIFAR_RECIPES + TEACHER_RECIPES, ids=_id)
+def test_cifar_recipes_follow_their_protocol(path: Path):
+    cfg = load_config(path)
+    method = path.parent.name
+    assert cfg.data.name == "cifar100" and cfg.data.root == "data/cifar100"
+    assert cfg.data.augment == "crop_flip" and cfg.data.crop_padding == 4
+    assert cfg.optim.name == "sgd" and cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 5e-4
+    assert cfg.trainer.out_dir == f"runs/cifar100/{method}/{path.stem}"
+    light = cfg.model.name in LIGHT_STUDENTS
+    assert cfg.optim.lr == (0.01 if light else 0.05)
+    if method == "ckd":
+        assert cfg.trainer.epochs == 480 and cfg.schedule.name == "cosine"
+        small_batch = cfg.model.name in {"ShuffleV1", "MobileNetV2"} or path.stem == "wrn_40_2_wrn_40_1"
+        assert cfg.data.batch_size == (32 if small_batch else 64)
+    else:
+        assert cfg.trainer.epochs == 240 and cfg.data.batch_size == 64
+        assert cfg.schedule.name == "step" and cfg.schedule.milestones == [150, 180, 210]
+        assert cfg.schedule.gamma == 0.1
+    if method == "teacher":
+        assert cfg.teacher.name is None and _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}}
+        return
+    teacher, student = _pair(cfg)
+    assert path.stem == f"{teacher}_{student}"
+    assert cfg.teacher.checkpoint == f"runs/cifar100/teacher/{teacher}"
+    terms = _terms(cfg)
+    assert set(terms) == {"ce", method}
+    expected = {"kd": 0.9, "fitnet": 100, "at": 1000, "sp": 3000, "rkd": 1, "pkt": 30000, "crd": 0.8, "dkd": 1}
+    if method == "ckd":
+        expected["ckd"] = {"resnet56_resnet20": 10, "resnet110_resnet32": 10, "wrn_40_2_wrn_40_1": 50,
+                           "vgg13_MobileNetV2": 50}.get(path.stem, 100)
+        assert terms["ckd"].get("temperature") == (2 if expected["ckd"] == 50 else 1)
+    assert terms[method]["weight"] == expected[method]
+    assert terms["ce"]["weight"] == (0.1 if method == "kd" else 1.0)
+
+
+@pytest.mark.parametrize("path", IMAGENET_RECIPES, ids=_id)
+def test_imagenet_recipes_follow_their_protocol(path: Path):
+    cfg = load_config(path)
+    method = path.parent.name
+    assert cfg.data.name == "imagefolder" and cfg.data.augment == "random_resized_crop"
+    assert cfg.data.image_size == 224 and cfg.data.batch_size == 512
+    assert cfg.optim.lr == 0.2 and cfg.optim.weight_decay == 1e-4
+    if method == "ckd":
+        assert cfg.trainer.epochs == 200 and cfg.schedule.name == "cosine"
+        assert _terms(cfg)["ckd"]["weight"] == 10
+    else:
+        assert cfg.trainer.epochs == 100 and cfg.schedule.milestones == [30, 60, 90]
+    assert cfg.teacher.checkpoint.startswith("weights/torchvision/") and cfg.teacher.checkpoint.endswith(".pth")
+
+
+@lru_cache(maxsize=None)
+def _student(name: str, classes: int) -> torch.nn.Module:
+    """A pristine student network, built once per architecture; each test trains a copy."""
+    torch.manual_seed(0)
+    return create_model(name, num_classes=classes)
+
+
+@lru_cache(maxsize=None)
+def _teacher(name: str, classes: int) -> FrozenTeacher:
+    """A frozen teacher, built once per architecture and shared (it must never change)."""
+    torch.manual_seed(1)
+    return FrozenTeacher(create_model(name, num_classes=classes))
+
+
+@pytest.mark.parametrize("path", ALL_RECIPES, ids=_id)
+def test_recipe_builds_and_runs_one_training_step(path: Path):
+    imagenet = path.parts[-3] == "imagenet"
+    size, classes = (64, 1000) if imagenet else (16, 100)
+    cfg = load_config(
+        path,
+        [
+            "data.name=synthetic",
+            f"data.synthetic_size={size}",
+            f"data.synthetic_classes={classes}",
+            "data.batch_size=2",
+            "trainer.device=cpu",
+        ],
+    )
+    # Checkpoints are not there (teachers are trained / downloaded by the user): random weights.
+    student = copy.deepcopy(_student(cfg.model.name, classes))
+    teacher = _teacher(cfg.teacher.name, classes) if cfg.teacher.name else None
+    teacher_state = None if teacher is None else {k: v.clone() for k, v in teacher.state_dict().items()}
+    distiller = build_distiller(
+        cfg, student, teacher, num_classes=classes, train_size=32, image_size=size, in_chans=3,
+        steps_per_epoch=8, device=torch.device("cpu"),
+    )
+    distiller.train()
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "image": torch.randn(2, 3, size, size, generator=g),
+        "target": torch.randint(0, classes, (2,), generator=g),
+        "index": torch.tensor([3, 17]),
+    }
+    optimizer = torch.optim.SGD([p for p in distiller.parameters() if p.requires_grad], lr=cfg.optim.lr)
+    out = distiller(batch, epoch=0, progress=0.0)
+    assert math.isfinite(float(out.loss.detach()))
+    assert {t.get("key", t["name"]) for t in cfg.distill.terms} <= set(out.terms)
+    optimizer.zero_grad()
+    out.loss.backward()
+    optimizer.step()
+    if teacher is not None:
+        assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_state.items())

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from kdlab.benchmarks.throughput_clock import WARMUP_STEPS
 from kdlab.benchmarks.throughput_worker import KINDS
 from kdlab.config import Config, ConfigError, TeacherConfig, to_dict
 
@@ -92,10 +93,17 @@ class _Worker:
         tail = self.log.read()[-_STDERR_TAIL:]
         return BenchmarkError(f"benchmark configuration {self.kind!r} failed: {what}\n--- its error output ---\n{tail}")
 
+    def finish(self) -> None:
+        """Close the command channel: a worker still waiting for a command then exits."""
+        try:
+            self.process.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+
     def close(self, timeout: float = 30.0) -> None:
         if self.process.poll() is None:
             try:
-                self.process.stdin.close()  # type: ignore[union-attr]
+                self.finish()
                 self.process.wait(timeout=timeout)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
@@ -115,6 +123,7 @@ def bench_throughput(
     rounds: int = 4,
     cache: Optional[str | Path] = None,
     cache_epochs: int = 1,
+    warmup_steps: int = WARMUP_STEPS,
     progress: Optional[Callable[[str], None]] = None,
 ) -> dict[str, Any]:
     """Measure the four configurations on ``cfg`` (a KD config over an ImageFolder dataset).
@@ -123,6 +132,7 @@ def bench_throughput(
         seconds: timed seconds per configuration, split into ``rounds`` alternating slices.
         cache: teacher-cache folder to use or build (default: a temporary one, deleted afterwards).
         cache_epochs: epochs the cache holds (the timed loop cycles through them).
+        warmup_steps: untimed steps at the start of every slice.
         progress: called with one line per phase (e.g. ``print`` to stderr), or None.
 
     Returns a JSON-able dict: ``<kind>_ips``, ``ratios``, ``targets_met``,
@@ -132,8 +142,10 @@ def bench_throughput(
     from kdlab.benchmarks.throughput_reference import kd_settings
     from kdlab.cache import build_cache_from_config
 
-    if seconds <= 0 or rounds < 1:
-        raise ConfigError(f"--seconds must be > 0 and --rounds >= 1, got {seconds} and {rounds}")
+    if seconds <= 0 or rounds < 1 or warmup_steps < 0:
+        raise ConfigError(
+            f"--seconds must be > 0, --rounds >= 1 and --warmup-steps >= 0, got {seconds}, {rounds}, {warmup_steps}"
+        )
     kd_settings(cfg)  # the config must be a KD config
     if cfg.data.name != "imagefolder":
         raise ConfigError(f"bench throughput compares with torchvision's ImageFolder: data.name must be imagefolder, "
@@ -159,23 +171,25 @@ def bench_throughput(
         for round_index in range(rounds):
             shift = round_index % len(workers)
             for worker in workers[shift:] + workers[:shift]:
-                worker.send({"cmd": "measure", "seconds": seconds / rounds})
+                worker.send({"cmd": "measure", "seconds": seconds / rounds, "warmup": warmup_steps})
                 reply = worker.receive()
                 slices[worker.kind].append(reply)
                 _say(progress, f"round {round_index + 1}/{rounds} {worker.kind:<15} {reply['images'] / reply['seconds']:8.1f} images/s")
-        memory = {}
-        for worker in workers:
+        for worker in workers:  # all at once: the workers wind down in parallel
             worker.send({"cmd": "stop"})
-            memory[worker.kind] = worker.receive()["peak_memory_mb"]
+        memory = {worker.kind: worker.receive()["peak_memory_mb"] for worker in workers}
     finally:
+        for worker in workers:
+            worker.finish()
         for worker in workers:
             worker.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    return _summary(cfg, slices, memory, ready, cache_info, seconds, rounds)
+    return _summary(cfg, slices, memory, ready, cache_info, seconds, rounds, warmup_steps)
 
 
 def _summary(cfg: Config, slices: dict[str, list[dict[str, Any]]], memory: dict[str, dict[str, Any]],
-             ready: dict[str, dict[str, Any]], cache_info: dict[str, Any], seconds: float, rounds: int) -> dict[str, Any]:
+             ready: dict[str, dict[str, Any]], cache_info: dict[str, Any], seconds: float, rounds: int,
+             warmup_steps: int) -> dict[str, Any]:
     ips = {kind: sum(s["images"] for s in runs) / sum(s["seconds"] for s in runs) for kind, runs in slices.items()}
     ratios = {}
     for name in TARGETS:
@@ -197,6 +211,7 @@ def _summary(cfg: Config, slices: dict[str, list[dict[str, Any]]], memory: dict[
         batch_size=cfg.data.batch_size,
         seconds=seconds,
         rounds=rounds,
+        warmup_steps=warmup_steps,
         channels_last=cfg.trainer.channels_last,
         precision=cfg.trainer.precision,
         torch_threads=torch.get_num_threads(),

@@ -105,9 +105,9 @@ class SliceClock:
             if command.get("cmd") != "measure":
                 raise Finished(command.get("cmd"))
             self._seconds = float(command["seconds"])
-            self._warm_left, self._images, self._steps = self.warmup, 0, 0
+            self._warm_left, self._images, self._steps = int(command.get("warmup", self.warmup)), 0, 0
             self.state, self.fresh = "warmup", True
-            if self.warmup == 0:
+            if self._warm_left <= 0:
                 self._start()
             return
         if self.state == "warmup":

@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=4, help="alternating slices the seconds are split into (default 4)")
     p.add_argument("--cache", metavar="PATH", help="teacher cache folder to reuse or build (default: a temporary one)")
     p.add_argument("--cache-epochs", type=int, default=1, help="epochs the teacher cache holds (default 1)")
+    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps at the start of every slice (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = bench_throughput(
             cfg, seconds=args.seconds, rounds=args.rounds, cache=args.cache, cache_epochs=args.cache_epochs,
-            progress=progress,
+            warmup_steps=args.warmup_steps, progress=progress,
         )
     except BenchmarkError as err:
         print(f"kdlab bench throughput: error: {err}", file=sys.stderr)

@@ -38,8 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep completed runs whose config matches and resume interrupted ones instead of starting clean")
     p.add_argument("--teacher", metavar="RUN_DIR", help="use this trained teacher run folder instead of training one")
     p.add_argument("--configs", metavar="DIR", help="folder of the demo configs (default: the checkout's configs/demo)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the demo networks are too small to gain from more)")
     p.add_argument("--no-embedding-plot", action="store_true", help="skip the teacher-vs-CoSS t-SNE figure")
     p.add_argument("--verbose", action="store_true", help="also print the trainer's per-epoch lines")
     p.set_defaults(func=run)
@@ -60,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
         teacher=Path(args.teacher) if args.teacher else None,
         reuse=args.reuse,
         verbose=args.verbose,
-        threads=args.threads,
         embedding_plot=not args.no_embedding_plot,
         command=" ".join(["kdlab", *_given(args)]),
     )

@@ -12,9 +12,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on the evaluation split")
     add_config_args(p)
     p.add_argument("--checkpoint", required=True, help="checkpoint of the network in model.*")
-    p.add_argument("--knn", action="store_true", help="weighted kNN accuracy on frozen embeddings (eval.knn_k)")
+    p.add_argument(
+        "--knn", action="store_true",
+        help="weighted kNN accuracy on frozen embeddings (eval.knn_k); always on for label-free runs",
+    )
     p.add_argument("--linear-probe", action="store_true", help="linear probe on frozen embeddings")
-    p.add_argument("--manifold", action="store_true", help="teacher-student CKA, kNN overlap, cosines and a t-SNE plot")
+    p.add_argument(
+        "--manifold", action="store_true",
+        help="teacher-student CKA, kNN overlap, cosines (also of projection heads) and a t-SNE plot",
+    )
     p.add_argument("--plot", default=None, help="where --manifold writes its PNG (default: beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--unsafe-load", action="store_true", help="allow pickled objects in checkpoints (trusted files)")
@@ -28,19 +34,28 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     cfg_eval = cfg.eval
-    plot = args.plot or (str(Path(args.checkpoint).with_suffix("")) + "_manifold.png" if args.manifold else None)
+    manifold = args.manifold or cfg_eval.manifold
+    plot = args.plot or (str(Path(args.checkpoint).with_suffix("")) + "_manifold.png" if manifold else None)
     result = evaluate_checkpoint(
         cfg,
         args.checkpoint,
         knn=args.knn or cfg_eval.knn,
         linear_probe=args.linear_probe or cfg_eval.linear_probe,
-        manifold=args.manifold or cfg_eval.manifold,
+        manifold=manifold,
         plot_path=plot,
         unsafe_load=args.unsafe_load,
     )
     if args.json:
         print(json.dumps(result))
     else:
+        width = max(len(key) for key in result) + 2
         for key, value in result.items():
-            print(f"{key:<24} {value:.2f}" if isinstance(value, float) else f"{key:<24} {value}")
+            print(f"{key:<{width}}{_format(key, value)}")
     return 0
+
+
+def _format(key: str, value: object) -> str:
+    """Accuracies (percent) with 2 decimals, similarities in [0, 1] with 4."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.4f}" if "manifold_" in key else f"{value:.2f}"

@@ -20,10 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_config_args(p)
-    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per sample (default {DEFAULT_K}; clipped to N-1)")
+    p.add_argument(
+        "--k", type=int, default=DEFAULT_K, help=f"neighbours per sample (default {DEFAULT_K}; clipped to N-1)"
+    )
     p.add_argument("--out", default=None, help="output file (default: data.knn_index or a fingerprint-keyed name)")
     p.add_argument("--chunk-size", type=int, default=None, help="query rows per search step (default: ~256 MiB blocks)")
-    p.add_argument("--unsafe-load", action="store_true", help="allow pickled objects in the teacher checkpoint (trusted files)")
+    p.add_argument(
+        "--unsafe-load", action="store_true", help="allow pickled objects in the teacher checkpoint (trusted files)"
+    )
     p.set_defaults(func=run)
 
 

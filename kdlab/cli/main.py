@@ -90,7 +90,13 @@ def one_line(err: BaseException) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # overrides may follow options (`train CFG --resume auto trainer.epochs=3`): argparse leaves them over
+    stray = [t for t in extra if t.startswith("-") or "=" not in t or not isinstance(getattr(args, "overrides", None), list)]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -32,8 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdlab.reporting import RunFolderError, collect_groups, rows_for, to_csv, to_markdown
-    from kdlab.reporting.plots import plot_accuracy, plot_training_curves
+    from kdlab.reporting import (
+        RunFolderError,
+        collect_groups,
+        plot_accuracy,
+        plot_training_curves,
+        rows_for,
+        seed_finals,
+        to_csv,
+        to_markdown,
+    )
 
     try:
         groups = collect_groups(args.run_dirs, include_incomplete=args.include_incomplete)
@@ -53,16 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plots:
         plots = Path(args.plots)
         plot_training_curves(groups, plots / "training_curves.png")
-        seeds = {g.label: [v for v in _finals(g)] for g in groups}
-        plot_accuracy(rows, plots / "accuracy.png", seed_values=seeds, baseline=args.baseline)
+        plot_accuracy(rows, plots / "accuracy.png", seed_values=seed_finals(groups), baseline=args.baseline)
     return 0
-
-
-def _finals(group: object) -> list[float]:
-    from kdlab.reporting import run_accuracy
-
-    values = [run_accuracy(run)["final"] for run in group.runs]  # type: ignore[attr-defined]
-    return [v for v in values if v is not None]
 
 
 def _write(path: str, text: str) -> None:

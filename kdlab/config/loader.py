@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -31,13 +32,23 @@ class ConfigError(ValueError):
 
 
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte, ...
+        raise ConfigError(f"config file {str(path)[:200]!r} cannot be opened: {err}") from None
+    if not found:
         raise ConfigError(f"config file not found: {path}")
     if path.resolve() in chain:
         raise ConfigError(f"config {path}: circular {BASE_KEY} chain")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {path} is not UTF-8 text: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"config {path} cannot be read: {err}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, ValueError, RecursionError) as err:  # ValueError: e.g. a date like 2001-13-45
         raise ConfigError(f"config {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
@@ -73,7 +84,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # not YAML (or an impossible date): the text itself
         value = raw
     return key.split("."), value
 
@@ -213,14 +224,22 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return int(value)
         raise ConfigError(f"{key} must be an integer, got {_show(value)}")
     if hint is float:
+        number: Optional[float] = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key} must be a number, got {_show(value)}")
+        if number is None:
+            raise ConfigError(f"{key} must be a number, got {_show(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, got {_show(value)}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value

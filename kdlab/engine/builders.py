@@ -108,7 +108,13 @@ def build_teacher(
             **model_kwargs(kwargs, in_chans, name),
         )
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"teacher ({name}, {checkpoint}): {err}") from None
+        hint = ""
+        if classes is None and "shape mismatches" in str(err):
+            hint = (
+                f" [the teacher was built for the dataset's {num_classes} classes: a teacher trained on "
+                "other classes does not fit this dataset]"
+            )
+        raise ConfigError(f"teacher ({name}, {checkpoint}): {err}{hint}") from None
     if cfg.teacher.embedding_only:
         model.reset_classifier(0)
     try:

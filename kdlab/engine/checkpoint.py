@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -68,14 +69,24 @@ def load_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> dict[str, A
         data = torch.load(path, map_location="cpu", weights_only=not unsafe)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"checkpoint {path} holds Python objects that a safe load (weights_only=True) refuses: {err}. "
-            "If you trust this file, pass --unsafe-load to allow arbitrary code in it to run."
+            f"checkpoint {path} holds Python objects that a safe load (weights_only=True) refuses "
+            f"({_refused_object(err)}). If you trust this file, pass --unsafe-load to allow arbitrary code in it to run."
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a torch file?): {err}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} is a {type(data).__name__}, expected a dict")
     return data
+
+
+def _refused_object(err: BaseException) -> str:
+    """The object torch's safe unpickler refused, from its long multi-line message."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it needs {found.group(1)}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def require_keys(data: dict[str, Any], keys: tuple[str, ...], path: PathLike) -> None:

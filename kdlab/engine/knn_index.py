@@ -123,6 +123,7 @@ def nearest_neighbours(
     *,
     chunk_size: Optional[int] = None,
     on_chunk: Optional[Callable[[int], None]] = None,
+    normalized: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k cosine neighbours of every row among the other rows, nearest first.
 
@@ -132,31 +133,35 @@ def nearest_neighbours(
         k: neighbours per row, 1 <= k <= N - 1.
         chunk_size: query rows per step; default keeps each (chunk, N) block near 256 MiB.
         on_chunk: called with the number of rows finished after each chunk (progress).
+        normalized: the rows are already unit vectors (skips a normalised copy of the whole matrix).
 
     Returns:
-        ``(indices int64 (N, k), similarities float32 (N, k))`` sorted by decreasing similarity.
+        ``(indices int64 (N, k), similarities float32 (N, k))`` on the CPU, sorted by decreasing similarity.
         A row never lists itself (excluded by index, so exact duplicates still count as neighbours).
     """
     if embeddings.dim() != 2:
         raise ValueError(f"embeddings must be (N, D), got shape {tuple(embeddings.shape)}")
     n = embeddings.shape[0]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
-        raise ValueError(f"k must be an int in [1, N-1] = [1, {n - 1}] for embeddings {tuple(embeddings.shape)}, got {k!r}")
+        raise ValueError(
+            f"k must be an int in [1, N-1] = [1, {n - 1}] for embeddings {tuple(embeddings.shape)}, got {k!r}"
+        )
     if chunk_size is None:
         chunk_size = chunk_rows(n, embeddings.element_size())
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    x = F.normalize(embeddings, dim=1)
-    indices = torch.empty(n, k, dtype=torch.long, device=x.device)
-    similarities = torch.empty(n, k, dtype=torch.float32, device=x.device)
+    x = embeddings if normalized else F.normalize(embeddings, dim=1)
+    # (N, k) results can outgrow the device next to the embeddings (ImageNet: 1.28M x 384): kept on the CPU
+    indices = torch.empty(n, k, dtype=torch.long)
+    similarities = torch.empty(n, k, dtype=torch.float32)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         sims = x[start:stop] @ x.T
         rows = torch.arange(stop - start, device=x.device)
         sims[rows, rows + start] = float("-inf")
         top = sims.topk(k, dim=1, largest=True, sorted=True)
-        indices[start:stop] = top.indices
-        similarities[start:stop] = top.values.float()
+        indices[start:stop] = top.indices.cpu()
+        similarities[start:stop] = top.values.float().cpu()
         if on_chunk is not None:
             on_chunk(stop - start)
     return indices, similarities
@@ -174,23 +179,27 @@ def embed_split(
     on_batch: Optional[Callable[[int], None]] = None,
 ) -> torch.Tensor:
     """L2-normalised embeddings (N, D) of an evaluation stream, row i = sample index i, on the model's device."""
+    was_training = model.training
     model.eval()
     out: Optional[torch.Tensor] = None
     seen = torch.zeros(num_samples, dtype=torch.bool)
-    for batch in batches:
-        images = batch["image"]
-        if images.dim() == 5:
-            images = images[:, 0]
-        with autocast if autocast is not None else nullcontext():
-            embedding = model.forward_all(images).embedding
-        embedding = F.normalize(embedding.float(), dim=1).to(dtype)
-        if out is None:
-            out = torch.zeros(num_samples, embedding.shape[1], dtype=dtype, device=embedding.device)
-        index = batch["index"].to(embedding.device)
-        out[index] = embedding
-        seen[index.cpu()] = True
-        if on_batch is not None:
-            on_batch(int(images.shape[0]))
+    try:
+        for batch in batches:
+            images = batch["image"]
+            if images.dim() == 5:
+                images = images[:, 0]
+            with autocast if autocast is not None else nullcontext():
+                embedding = model.forward_all(images).embedding
+            embedding = F.normalize(embedding.float(), dim=1).to(dtype)
+            if out is None:
+                out = torch.zeros(num_samples, embedding.shape[1], dtype=dtype, device=embedding.device)
+            index = batch["index"].to(embedding.device)
+            out[index] = embedding
+            seen[index.cpu()] = True
+            if on_batch is not None:
+                on_batch(int(images.shape[0]))
+    finally:
+        model.train(was_training)
     if out is None or not bool(seen.all()):
         missing = int((~seen).sum())
         raise KnnIndexError(f"the training stream did not deliver {missing} of {num_samples} samples")
@@ -212,9 +221,9 @@ def build_knn_index(
     ``unsafe_load`` allows a teacher checkpoint that needs full unpickling (trusted files only).
     """
     from kdlab.engine import builders
-    from kdlab.engine.report_eval import embedding_data
     from kdlab.engine.checkpoint import atomic_save
     from kdlab.engine.progress import say
+    from kdlab.engine.report_eval import embedding_data
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise KnnIndexError(f"--k must be an int >= 1, got {k!r}")
@@ -230,7 +239,8 @@ def build_knn_index(
     teacher = builders.build_teacher(
         cfg, data.num_classes, data.in_chans, data.mean, data.std, unsafe_load=unsafe_load
     )
-    assert teacher is not None
+    if teacher is None:  # unreachable after the check above; keeps the type checker honest
+        raise ConfigError("knn-index needs a teacher")
     teacher.to(device)
     n = data.train_size
     if n < 2:
@@ -244,7 +254,9 @@ def build_knn_index(
         )
     say(mode, f"knn-index: embedded {n} training samples ({embeddings.shape[1]} dims); searching the top {k_used}")
     with RowProgress(mode, n, "knn-index: search") as bar:
-        indices, similarities = nearest_neighbours(embeddings, k_used, chunk_size=chunk_size, on_chunk=bar.advance)
+        indices, similarities = nearest_neighbours(
+            embeddings, k_used, chunk_size=chunk_size, on_chunk=bar.advance, normalized=True
+        )
     index_dtype = torch.int32 if n < 2**31 else torch.int64
     path = Path(out) if out is not None else default_index_path(cfg, teacher_fp, data.fingerprint, k_used)
     payload = {
@@ -272,7 +284,8 @@ def check_knn_index(path: str | Path, teacher_fp: str, data_fp: str) -> dict[str
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a bad file
         raise KnnIndexError(f"data.knn_index={path}: cannot be read as a kNN index: {err}") from None
-    missing = [key for key in ("neighbours", "teacher", "dataset") if not isinstance(payload, dict) or key not in payload]
+    required = ("neighbours", "teacher", "dataset")
+    missing = [key for key in required if not isinstance(payload, dict) or key not in payload]
     if missing:
         raise KnnIndexError(f"data.knn_index={path}: not a kdlab kNN index (missing {', '.join(missing)})")
     stale = []

@@ -72,10 +72,12 @@ def evaluate_checkpoint(
     teacher = _LazyTeacher(cfg, data, device, unsafe_load)
     train_x, train_y, _ = embed(student, data.train_eval)
     test_x, test_y, _ = embed(student, data.eval)
-    heads = projection_heads(cfg, data, device, student, loaded.extra.get("method"), teacher)
-    head_views = {
-        key: (_project(head, train_x, device), _project(head, test_x, device)) for key, head in heads.items()
-    }
+    heads = projection_heads(cfg, data, device, student, loaded.extra.get("method"), teacher) if knn or manifold else {}
+    head_views: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for key, head in heads.items():
+        head_train, head_test = _project(head, train_x, device), _project(head, test_x, device)
+        if head_train is not None and head_test is not None:  # None: the embedding is compared as is
+            head_views[key] = (head_train, head_test)
     if knn:
         result.update(_knn(cfg, data, train_x, train_y, test_x, test_y))
         for key, (head_train, head_test) in head_views.items():
@@ -164,13 +166,13 @@ def projection_heads(
 
 
 @torch.no_grad()
-def _project(term: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``term.eval_embedding`` of every row of ``x`` (on the CPU); the input itself when the term has no head."""
+def _project(term: nn.Module, x: torch.Tensor, device: torch.device) -> Optional[torch.Tensor]:
+    """``term.eval_embedding`` of every row of ``x`` (on the CPU); None when the term reports no extra embedding."""
     outputs = []
     for chunk in x.split(_HEAD_CHUNK):
         out = term.eval_embedding(chunk.to(device))  # type: ignore[operator]
         if out is None:
-            return x
+            return None
         outputs.append(out.float().cpu())
     return torch.cat(outputs)
 

@@ -12,6 +12,7 @@ from kdlab.reporting.aggregate import (
     group_runs,
     mean_std,
     run_accuracy,
+    seed_finals,
     summarize,
 )
 from kdlab.reporting.collect import collect_groups, rows_for
@@ -38,6 +39,7 @@ __all__ = [
     "plot_training_curves",
     "rows_for",
     "run_accuracy",
+    "seed_finals",
     "summarize",
     "to_csv",
     "to_markdown",

@@ -44,6 +44,7 @@ IGNORED_KEYS = frozenset(
         "trainer.stop_after_steps",
         "trainer.log_every",
         "trainer.keep_last",
+        "trainer.num_threads",
         "data.num_workers",
         "data.cache_dir",
         "data.eval_batch_size",
@@ -170,6 +171,14 @@ def run_accuracy(run: RunRecord) -> dict[str, Any]:
         return {"metric": "val_top1", "final": None, "best": None, "epochs": len(run.metrics)}
     values = [number(row["val_top1"]) for row in evaluated]
     return {"metric": "val_top1", "final": values[-1], "best": max(values), "epochs": len(run.metrics)}  # type: ignore[type-var]
+
+
+def seed_finals(groups: Sequence[RunGroup]) -> dict[str, list[float]]:
+    """Every run's final top-1 per group label (the single-seed dots of the accuracy plot)."""
+    out: dict[str, list[float]] = {}
+    for group in groups:
+        out[group.label] = [v for v in (run_accuracy(run)["final"] for run in group.runs) if v is not None]
+    return out
 
 
 def run_extras(run: RunRecord) -> dict[str, float]:

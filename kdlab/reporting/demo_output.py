@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import kdlab
-from kdlab.reporting.aggregate import RunGroup, run_accuracy
+from kdlab.reporting.aggregate import RunGroup, seed_finals
+from kdlab.reporting.demo_plan import BASELINE, EMBEDDING_PLOT, TEACHER
 from kdlab.reporting.plots import plot_accuracy, plot_training_curves
 from kdlab.reporting.tables import format_seconds, to_csv, to_markdown
 
 if TYPE_CHECKING:
-    from kdlab.reporting.demo import DemoOptions, DemoResult, PlannedRun
+    from kdlab.reporting.demo import DemoResult
+    from kdlab.reporting.demo_plan import DemoOptions, PlannedRun
 
 
 def machine_summary() -> str:
@@ -32,6 +34,16 @@ def machine_summary() -> str:
         f"{platform.platform()} ({processor}), {usable} usable CPU core(s) of {os.cpu_count()}; "
         f"Python {platform.python_version()}, torch {torch.__version__}, kdlab {kdlab.__version__}; device {device}"
     )
+
+
+def _threads(plan: Sequence["PlannedRun"]) -> str:
+    """``trainer.num_threads`` of the runs (the trainer applies it), or torch's default."""
+    from kdlab.config import load_config
+
+    values = {load_config(run.config_path, run.overrides).trainer.num_threads for run in plan}
+    if values == {None}:
+        return f"torch default ({os.cpu_count()})"
+    return ", ".join(str(v if v is not None else "default") for v in sorted(values, key=str))
 
 
 def data_summary(config_path: Path, overrides: Sequence[str]) -> str:
@@ -56,14 +68,6 @@ def data_summary(config_path: Path, overrides: Sequence[str]) -> str:
     return text
 
 
-def seed_finals(groups: Sequence[RunGroup]) -> dict[str, list[float]]:
-    """Every run's final top-1 per group label (the dots of the accuracy plot)."""
-    out: dict[str, list[float]] = {}
-    for group in groups:
-        out[group.label] = [v for v in (run_accuracy(run)["final"] for run in group.runs) if v is not None]
-    return out
-
-
 def _groups(result: "DemoResult") -> list[RunGroup]:
     groups: dict[str, RunGroup] = {}
     for outcome in result.outcomes:
@@ -76,7 +80,7 @@ def _verdict(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = []
     for row in rows:
         gain, se = row.get("gain"), row.get("gain_se")
-        if row["method"] in ("teacher", "student") or gain is None:
+        if row["method"] in (TEACHER, BASELINE) or gain is None:
             continue
         if se is None or se == 0:
             lines.append(f"{row['method']}: {gain:+.2f} points (too few seeds to judge the spread)")
@@ -113,7 +117,7 @@ def render_report(
         + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "
            "shares the cores; CPU time does not)" if result.load_average is not None else ""),
         f"- data: {data_text}",
-        f"- machine: {machine_summary()}; torch threads {options.threads or 'default'}",
+        f"- machine: {machine_summary()}; torch threads {_threads(plan)}",
         f"- seeds: {options.seeds} per student method (`trainer.seed` 0..{options.seeds - 1}); the teacher is one run",
         "- every run is an ordinary config run by the one trainer; to repeat one alone:",
         "",
@@ -142,8 +146,6 @@ def write_outputs(
     result: "DemoResult", options: "DemoOptions", plan: Sequence["PlannedRun"], started_at: datetime
 ) -> list[Path]:
     """Write results.json, results.csv, the PNG figures and report.md; return the paths written."""
-    from kdlab.reporting.demo import BASELINE, EMBEDDING_PLOT
-
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -99,6 +99,9 @@ def footnotes(rows: Sequence[dict[str, Any]]) -> list[str]:
         )
     if any(row.get("completed", row.get("seeds")) != row.get("seeds") for row in rows):
         notes.append("some runs did not complete (no final.json); their last evaluated epoch counts as final.")
+    for row in rows:
+        if row.get("warning"):
+            notes.append(f"WARNING {row['method']}: {row['warning']}.")
     notes.append("time/run = training seconds per run (setup and post-training evaluation excluded).")
     return notes
 

@@ -68,7 +68,7 @@ def test_report_command_rebuilds_the_demo_table(demo_dir: Path, capsys: pytest.C
 
 def test_reuse_keeps_completed_runs(demo_dir: Path) -> None:
     before = (demo_dir / "kd" / "seed0" / "metrics.jsonl").stat().st_mtime_ns
-    options = DemoOptions(out_dir=demo_dir, seeds=1, epochs=1, methods=("student", "kd"), reuse=True, threads=None)
+    options = DemoOptions(out_dir=demo_dir, seeds=1, epochs=1, methods=("student", "kd"), reuse=True)
     lines: list[str] = []
     result = run_demo(options, echo=lines.append)
     assert all(outcome.reused for outcome in result.outcomes)

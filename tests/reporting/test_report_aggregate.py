@@ -169,3 +169,9 @@ def test_report_command_out_file(two_methods, tmp_path):
     target = tmp_path / "report.md"
     assert main(["report", str(two_methods / "kd"), "--out", str(target)]) == 0
     assert target.read_text().startswith("| method |")
+
+
+def test_rows_with_a_warning_say_so_in_the_table(two_methods):
+    rows = rows_for(collect_groups([two_methods]))
+    rows[0]["warning"] = "the kd runs used different configs"
+    assert f"WARNING {rows[0]['method']}: the kd runs used different configs." in to_markdown(rows)

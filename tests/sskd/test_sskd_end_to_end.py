@@ -74,7 +74,7 @@ def test_phase1_head_learns_the_rotation_task_well_above_chance(runs: Runs):
     assert rows[-1]["train_sskd_head"] < rows[0]["train_sskd_head"]
     torch.manual_seed(0)
     untrained = ss_top1(runs.phase1.student, ProjectionHead(final_dim(runs)), runs.phase1.data.eval, BATCH)
-    assert final > untrained + 10.0, (final, untrained)
+    assert final > untrained + 5.0, (final, untrained)  # ~53% vs ~42% for a random head
 
 
 def final_dim(runs: Runs) -> int:
@@ -146,9 +146,10 @@ def test_explicit_head_checkpoint_skips_phase1(runs: Runs, tmp_path: Path):
     head_file = runs.phase1.out_dir / "checkpoints" / "last.pt"
     cfg = sskd_config(runs.teacher, tmp_path / "explicit", "head_epochs: 2", f"head_checkpoint: {head_file}")
     assert prerequisites(cfg) == []
+    heads_before = sorted((runs.teacher / "sskd_head").iterdir())
     trainer = Trainer(cfg)
     assert same_tensors(trainer.method.terms["sskd"].teacher_head.state_dict(), load_head_state(head_file))
-    assert not (runs.teacher / "sskd_head" / "unused").exists()
+    assert sorted((runs.teacher / "sskd_head").iterdir()) == heads_before  # no phase 1 for head_epochs: 2
 
 
 def test_resume_mid_epoch_is_exact(runs: Runs, tmp_path: Path):

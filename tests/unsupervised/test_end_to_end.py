@@ -41,8 +41,8 @@ def test_coss_student_beats_the_untrained_student_without_labels(coss_run):
     out, _, untrained = coss_run
     final = read_metrics(out)[-1]
     # random conv features already give ~85-90% kNN on the digits; the distilled embedding is clearly better
-    assert final["val_knn20"] >= untrained + 3.0, (final["val_knn20"], untrained)
-    assert final["val_knn20"] > 92.0
+    assert final["val_knn20"] >= untrained + 4.0, (final["val_knn20"], untrained)
+    assert final["val_knn20"] > 91.0
 
 
 def test_eval_reports_knn_linear_probe_and_manifold_with_a_plot(coss_run, tmp_path: Path, capsys):
@@ -55,9 +55,10 @@ def test_eval_reports_knn_linear_probe_and_manifold_with_a_plot(coss_run, tmp_pa
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "val_top1" not in result  # label-free: the classifier was never trained
-    assert result["knn20"] > 92.0 and result["linear_top1"] > 85.0
+    assert result["knn20"] > 91.0 and result["linear_top1"] > 85.0
     assert 0.5 < result["manifold_cka"] <= 1.0 + 1e-9 and 0.0 <= result["manifold_knn_overlap"] <= 1.0
     assert result["manifold_sample_cosine"] > 0.5  # same width (64): the student matches the teacher's space
+    assert not any(key.startswith("coss_head") for key in result)  # equal widths: no head to report
     assert result["manifold_plot"] == str(plot) and plot.stat().st_size > 1000
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -70,13 +71,11 @@ def test_eval_also_reports_the_projection_head_output(tmp_path: Path, digits_cfg
     cfg = digits_cfg(*wide_teacher, *coss_overrides, "data.subset=200", "trainer.stop_after_steps=1",
                      f"trainer.out_dir={out}")
     Trainer(cfg).fit()
-    result = evaluate_checkpoint(
-        cfg, str(out / "checkpoints" / "last.pt"), knn=True, manifold=True, plot_path=str(tmp_path / "m.png")
-    )
+    result = evaluate_checkpoint(cfg, str(out / "checkpoints" / "last.pt"), knn=True, manifold=True)
     assert {"knn10", "coss_head_knn10", "manifold_cka", "coss_head_manifold_cka"} <= set(result)
     assert result["manifold_sample_cosine"] is None  # 64 vs 128 dims: no shared space
     assert isinstance(result["coss_head_manifold_sample_cosine"], float)  # the head maps into the teacher's space
-    assert (tmp_path / "m.png").is_file()
+    assert "manifold_plot" not in result  # no plot path given
 
 
 def test_eval_of_a_plain_model_file_skips_the_heads(tmp_path: Path, digits_cfg, coss_overrides, wide_teacher):

@@ -136,7 +136,8 @@ def test_a_stale_index_is_refused(digits_cfg, random_teacher, tmp_path: Path):
 
 
 def test_cli_refuses_a_config_without_teacher(tmp_path: Path, capsys):
-    code = main(["knn-index", str(CONFIGS / "demo" / "student.yaml"), "trainer.device=cpu", f"trainer.out_dir={tmp_path}"])
+    config = str(CONFIGS / "demo" / "student.yaml")
+    code = main(["knn-index", config, "trainer.device=cpu", f"trainer.out_dir={tmp_path}"])
     assert code == 2 and "teacher" in capsys.readouterr().err
 
 

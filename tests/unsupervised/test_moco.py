@@ -12,7 +12,9 @@ from kdlab.methods.unsupervised import convert_moco_checkpoint
 
 def fake_moco(prefix: str = "module.") -> dict:
     """A tiny MoCo-v2-shaped checkpoint: query and key encoders, MLP projection, queue."""
-    backbone = {"conv1.weight": torch.randn(4, 3, 3, 3), "bn1.weight": torch.rand(4), "bn1.running_mean": torch.zeros(4)}
+    backbone = {
+        "conv1.weight": torch.randn(4, 3, 3, 3), "bn1.weight": torch.rand(4), "bn1.running_mean": torch.zeros(4),
+    }
     mlp = {"fc.0.weight": torch.randn(4, 4), "fc.0.bias": torch.randn(4), "fc.2.weight": torch.randn(2, 4),
            "fc.2.bias": torch.randn(2)}
     state = {}

@@ -185,8 +185,9 @@ def head_run_dir(cfg: Config, settings: HeadSettings) -> Path:
 def head_prerequisite(cfg: Config, settings: HeadSettings) -> Prerequisite:
     """The phase-1 run that an SSKD run needs finished first."""
     run_dir = head_run_dir(cfg, settings)
+    epochs = f"{settings.epochs} epoch" + ("s" if settings.epochs > 1 else "")
     return Prerequisite(
-        description=f"SSKD phase 1 (the teacher's self-supervision head, {settings.epochs} epochs)",
+        description=f"SSKD phase 1 (the teacher's self-supervision head, {epochs})",
         config=head_run_config(cfg, settings, run_dir),
         produces=run_dir / "final.json",
     )

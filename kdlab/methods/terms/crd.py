@@ -141,7 +141,7 @@ class CRDTerm(LossTerm):
             values = torch.rand(self.num_data, self.feat_dim, generator=init) * (2 * stdv) - stdv
             self.register_buffer(bank, values)
         # Z of the student-anchor and teacher-anchor directions; -1 = not estimated yet.
-        self.register_buffer("normalizer", torch.full((2,), -1.0, dtype=torch.float64))
+        self.register_buffer("normalizer", torch.full((2,), -1.0))
         self._init_class_sampling(ctx)
 
     def _init_class_sampling(self, ctx: BuildContext) -> None:
@@ -198,7 +198,7 @@ class CRDTerm(LossTerm):
         normalizer: Optional[tuple[float, float]] = None
         if self.training and bool(self.normalizer[0] < 0):
             z = crd_normalizers(student, teacher, student_rows, teacher_rows, self.nce_t, self.num_data)
-            self.normalizer.copy_(torch.tensor(z, dtype=torch.float64))
+            self.normalizer.copy_(torch.tensor(z))
         if bool(self.normalizer[0] > 0):
             normalizer = (float(self.normalizer[0]), float(self.normalizer[1]))
         loss = crd_loss(

@@ -10,11 +10,11 @@ CKD's normalised logits, so CKD's official temperature 1 is kept as default.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 
-from kdlab.losses import ckd_loss
+from kdlab.losses import CKDNegatives, ckd_loss
 from kdlab.methods.base import BuildContext, StepContext, register_term
 from kdlab.methods.unsupervised.head import EmbeddingTerm
 
@@ -41,8 +41,8 @@ class CKDEmbeddingTerm(EmbeddingTerm):
         if negatives not in _NEGATIVES:
             raise ValueError(f"negatives must be one of {_NEGATIVES}, got {negatives!r}")
         self.temperature = float(temperature)
-        self.negatives = negatives
+        self.negatives = cast(CKDNegatives, negatives)
 
     def forward(self, step: StepContext) -> torch.Tensor:
         student, teacher = self.embeddings(step)
-        return ckd_loss(student, teacher, temperature=self.temperature, negatives=self.negatives)  # type: ignore[arg-type]
+        return ckd_loss(student, teacher, temperature=self.temperature, negatives=self.negatives)

@@ -93,7 +93,7 @@ def _skip_undecodable_standard(
 
 
 # -- pipelines ---------------------------------------------------------------
-def _fast_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, int]:
+def _fast_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, torch.Tensor]:
     cfg = r.cfg
     train_data = _fast_split(cfg, r.source, r.train_split, r.selection, r.size, r.progress)
     eval_data = _fast_split(cfg, r.source, r.source.eval, None, r.size, r.progress)
@@ -117,10 +117,10 @@ def _fast_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, in
     train_eval = FastEvalStream(
         train_images, train_labels, eval_shard(train_size, r.rank, r.world_size), cfg.eval_batch_size, augment
     )
-    return train, evaluation, train_eval, train_size
+    return train, evaluation, train_eval, torch.from_numpy(np.asarray(train_data.labels, dtype=np.int64))
 
 
-def _standard_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, int]:
+def _standard_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, torch.Tensor]:
     cfg = r.cfg
     train_split = _skip_undecodable_standard(cfg, r.source, r.train_split, r.selection, r.progress)
     eval_split = _skip_undecodable_standard(cfg, r.source, r.source.eval, None, r.progress)
@@ -139,7 +139,7 @@ def _standard_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream
     train_eval = StandardEvalStream(
         train_split, eval_tf, eval_shard(train_size, r.rank, r.world_size), cfg.eval_batch_size, **loader_args
     )
-    return train, evaluation, train_eval, train_size
+    return train, evaluation, train_eval, torch.from_numpy(np.asarray(train_split.labels, dtype=np.int64))
 
 
 def build_data(
@@ -175,7 +175,8 @@ def build_data(
         channels_last=channels_last, progress=progress,
     )
     assemble = _fast_streams if pipeline == "fast" else _standard_streams
-    train, evaluation, train_eval, train_size = assemble(resolved)
+    train, evaluation, train_eval, train_targets = assemble(resolved)
+    train_size = int(train_targets.numel())
     logger.info(
         "data: %s (%s path), %d train / %d %s samples, %dpx, %d steps/epoch",
         source.name, pipeline, train_size, evaluation.num_samples, source.eval.name, size, train.steps_per_epoch,
@@ -192,4 +193,5 @@ def build_data(
         std=tuple(std),
         train_size=train_size,
         fingerprint=bundle_fingerprint(source, selection, size),
+        train_targets=train_targets,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Iterator, Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -53,3 +53,5 @@ class DataBundle:
     std: tuple[float, ...]
     train_size: int
     fingerprint: str
+    #: labels of the (subset) training split, index-aligned with batches' "index" (CRD's class-aware negatives)
+    train_targets: Optional[torch.Tensor] = None

@@ -115,6 +115,26 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
+class _LossGraphOnly(torch.nn.Module):
+    """The Distiller with its logits detached in the output, for DDP.
+
+    DDP (find_unused_parameters) marks as used every parameter reachable from the
+    tensors a forward returns. The logits are returned for training accuracy only;
+    when no term reads them (label-free methods) the classifier never gets a
+    gradient, and DDP would wait for it forever. Detached, only the loss counts.
+    """
+
+    def __init__(self, method: torch.nn.Module) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: dict[str, torch.Tensor], **kwargs: Any) -> Any:
+        out = self.method(batch, **kwargs)
+        if out.logits is not None:
+            out.logits = out.logits.detach()
+        return out
+
+
 class Trainer:
     """Builds everything from a config and runs (or resumes) it."""
 
@@ -189,6 +209,7 @@ class Trainer:
             in_chans=self.data.in_chans,
             steps_per_epoch=self.data.train.steps_per_epoch,
             device=self.device,
+            extra={"train_targets": self.data.train_targets},
         )
         self.method.to(self.device)
         if cfg.distill.teacher_cache:
@@ -199,7 +220,7 @@ class Trainer:
         if cfg.trainer.compile:
             self.student.compile()
         # DDP wraps the Distiller (student + trainable term modules); the teacher is outside it
-        self.model = distributed.wrap_ddp(self.method, self.device)
+        self.model = distributed.wrap_ddp(_LossGraphOnly(self.method), self.device) if self.dist.enabled else self.method
         params = [p for p in self.method.parameters() if p.requires_grad]
         o = cfg.optim
         if o.name == "sgd":

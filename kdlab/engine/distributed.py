@@ -30,8 +30,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from kdlab.config import ConfigError
 
-_LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-
 
 class DistributedSetupError(ConfigError):
     """The launcher's environment or the device does not allow the requested distributed run."""

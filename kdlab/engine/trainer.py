@@ -183,6 +183,9 @@ class Trainer:
                 channels_last=cfg.trainer.channels_last,
                 progress=self.progress_mode != "none",
             )
+        from kdlab.engine.knn_index import verify_knn_index
+
+        verify_knn_index(cfg, self.data.fingerprint)  # a neighbour file of another teacher/dataset is refused
         self.student = builders.build_student(
             cfg, self.data.num_classes, self.data.in_chans, unsafe_load=self.unsafe_load
         )

@@ -94,8 +94,9 @@ def footnotes(rows: Sequence[dict[str, Any]]) -> list[str]:
         notes.append("gain = final top-1 minus the baseline's, (± standard error of the difference).")
     if any(row.get("metric") == "linear_top1" for row in rows):
         notes.append(
-            "* label-free run: top-1 is a linear probe on the frozen embedding (its per-epoch "
-            "val_top1 is weighted kNN, shown as val_knn*)."
+            "* label-free run: top-1 is a linear probe on the frozen embedding, trained on the labels "
+            "after distillation (its per-epoch val_top1 is weighted kNN, the kNN column); a probe is not "
+            "the same measurement as a trained classifier's top-1."
         )
     if any(row.get("completed", row.get("seeds")) != row.get("seeds") for row in rows):
         notes.append("some runs did not complete (no final.json); their last evaluated epoch counts as final.")

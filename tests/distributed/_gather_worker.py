@@ -1,6 +1,6 @@
-"""Run by torchrun from test_ddp_training.py: ce + a CKD probe term, gather off then on, in one job.
+"""Run by torchrun from test_ddp_training.py: several short runs in one job (one process group).
 
-argv: OUT_ROOT TEACHER_RUN RESULT_JSON. Rank 0 writes the per-step probe losses of both runs.
+argv: OUT_ROOT TEACHER_RUN RESULT_JSON. Rank 0 writes every rank's per-step probe losses.
 """
 
 from __future__ import annotations
@@ -17,26 +17,30 @@ from kdlab.engine import distributed
 from kdlab.engine.trainer import Trainer
 
 
+COMMON = [*TINY, "trainer.epochs=1", "trainer.sync_batchnorm=true"]
+CKD_TERMS = "distill.terms=[{name: ce, weight: 1.0}, {name: ckd_gather_probe, weight: 1.0}]"
+
+
+def runs(teacher: str) -> dict[str, list[str]]:
+    """Run name -> overrides: CKD with local and with gathered negatives, label-free CoSS gathered."""
+    return {
+        "ckd_false": [f"teacher.checkpoint={teacher}", CKD_TERMS, "distill.gather=false"],
+        "ckd_true": [f"teacher.checkpoint={teacher}", CKD_TERMS, "distill.gather=true"],
+        # label-free: the student's classifier gets no gradient, evaluation is kNN on gathered embeddings
+        "coss_true": [f"teacher.checkpoint={teacher}", "distill.terms=[{name: coss}]", "distill.labels=false",
+                      "distill.gather=true"],
+    }
+
+
 def main() -> None:
     out_root, teacher, result_path = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     losses: dict[str, list[float]] = {}
-    for gather in (False, True):
+    for name, overrides in runs(teacher).items():
         _probe_terms.RECORDED.clear()
-        cfg = load_config(
-            None,
-            [
-                *TINY,
-                "trainer.epochs=1",
-                "trainer.sync_batchnorm=true",
-                f"teacher.checkpoint={teacher}",
-                "distill.terms=[{name: ce, weight: 1.0}, {name: ckd_gather_probe, weight: 1.0}]",
-                f"distill.gather={str(gather).lower()}",
-                f"trainer.out_dir={out_root / f'gather_{gather}'}",
-            ],
-        )
+        cfg = load_config(None, [*COMMON, *overrides, f"trainer.out_dir={out_root / name}"])
         result = Trainer(cfg).fit()
         assert result.completed
-        losses[str(gather).lower()] = list(_probe_terms.RECORDED)
+        losses[name] = list(_probe_terms.RECORDED)
     every_rank = distributed.all_gather_objects(losses)
     if distributed.is_main_process():
         result_path.write_text(json.dumps({"ranks": every_rank}))

@@ -87,32 +87,40 @@ def test_two_processes_match_one_process_and_resume_exactly(tmp_path: Path, teac
     create_model("resnet8", num_classes=4, checkpoint=ddp / "checkpoints" / "best.pt")
 
 
-def test_batch_dependent_term_in_both_gather_modes(tmp_path: Path, teacher: Path):
+def test_gather_modes_and_label_free_training(tmp_path: Path, teacher: Path):
+    from _gather_worker import COMMON, runs
+
     worker = Path(__file__).with_name("_gather_worker.py")
     result_path = tmp_path / "losses.json"
-    proc = torchrun([str(worker), str(tmp_path), str(teacher), str(result_path)], cwd=tmp_path)
+    proc = torchrun([str(worker), str(tmp_path / "ddp"), str(teacher), str(result_path)], cwd=tmp_path)
     assert proc.returncode == 0, explain(proc)
     ranks = json.loads(result_path.read_text())["ranks"]
+    overrides = runs(str(teacher))
 
     _probe_terms.RECORDED.clear()
-    reference = train_in_process(
-        tmp_path / "single",
-        "trainer.epochs=1", "trainer.sync_batchnorm=true", f"teacher.checkpoint={teacher}",
-        "distill.terms=[{name: ce, weight: 1.0}, {name: ckd_gather_probe, weight: 1.0}]",
-    )
+    reference = train_in_process(tmp_path / "ckd", *COMMON[len(TINY):], *overrides["ckd_true"])
     single = list(_probe_terms.RECORDED)
     assert len(single) == 4  # 64 samples / global batch 16
 
     # gather=true: every rank scores the whole global batch, so its CKD loss (and the training) is 1 x 2b's
     for rank in ranks:
-        assert rank["true"] == pytest.approx(single, abs=TOLERANCE)
-    difference = max_weight_difference(reference, tmp_path / "gather_True")
+        assert rank["ckd_true"] == pytest.approx(single, abs=TOLERANCE)
+    difference = max_weight_difference(reference, tmp_path / "ddp" / "ckd_true")
     print(f"ckd gather=true on 2x8 vs 1x16: max |weight difference| = {difference:.3g}")
     assert difference < TOLERANCE
 
     # gather=false (the published behaviour): negatives are the 8 local samples only
-    local = [rank["false"] for rank in ranks]
+    local = [rank["ckd_false"] for rank in ranks]
     assert all(len(values) == 4 and all(v == v for v in values) for values in local)
     assert local[0][0] != pytest.approx(single[0], abs=1e-3)
     assert local[0][0] != pytest.approx(local[1][0], abs=1e-6)  # different local batches
-    assert (tmp_path / "gather_False" / "final.json").exists()
+    assert (tmp_path / "ddp" / "ckd_false" / "final.json").exists()
+
+    # label-free CoSS: the unused classifier does not stall DDP, kNN evaluation sees every sample
+    reference = train_in_process(tmp_path / "coss", *COMMON[len(TINY):], *overrides["coss_true"])
+    difference = max_weight_difference(reference, tmp_path / "ddp" / "coss_true")
+    print(f"coss gather=true, label-free, on 2x8 vs 1x16: max |weight difference| = {difference:.3g}")
+    assert difference < TOLERANCE
+    one, two = rows(reference)[-1], rows(tmp_path / "ddp" / "coss_true")[-1]
+    knn = next(key for key in one if key.startswith("val_knn"))
+    assert one[knn] == two[knn] and one["train_loss"] == pytest.approx(two["train_loss"], abs=TOLERANCE)

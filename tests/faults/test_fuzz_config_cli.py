@@ -8,7 +8,6 @@ sees the same examples every run; the counts are printed (pytest -s).
 from __future__ import annotations
 
 import string
-from pathlib import Path
 
 import pytest
 import yaml

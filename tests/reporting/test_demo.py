@@ -127,3 +127,17 @@ def test_bad_options_are_named(options: DemoOptions, message: str) -> None:
 def test_cli_reports_bad_options_with_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--seeds", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_reuse_resumes_an_interrupted_run(tmp_path: Path) -> None:
+    from kdlab.config import load_config
+    from kdlab.engine.trainer import Trainer
+    from kdlab.reporting.demo_exec import execute
+
+    options = DemoOptions(out_dir=tmp_path, seeds=1, epochs=1, methods=("student",), teacher=None)
+    run = next(r for r in plan_runs(options) if r.method == "student")
+    stopped = Trainer(load_config(run.config_path, [*run.overrides, "trainer.stop_after_steps=3"])).fit()
+    assert not stopped.completed
+    outcome = execute(run, reuse=True)
+    assert not outcome.reused and outcome.record.completed
+    assert [row["epoch"] for row in outcome.record.metrics] == [0]

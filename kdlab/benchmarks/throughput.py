@@ -174,7 +174,8 @@ def bench_throughput(
                 worker.send({"cmd": "measure", "seconds": seconds / rounds, "warmup": warmup_steps})
                 reply = worker.receive()
                 slices[worker.kind].append(reply)
-                _say(progress, f"round {round_index + 1}/{rounds} {worker.kind:<15} {reply['images'] / reply['seconds']:8.1f} images/s")
+                speed = reply["images"] / reply["seconds"]
+                _say(progress, f"round {round_index + 1}/{rounds} {worker.kind:<15} {speed:8.1f} images/s")
         for worker in workers:  # all at once: the workers wind down in parallel
             worker.send({"cmd": "stop"})
         memory = {worker.kind: worker.receive()["peak_memory_mb"] for worker in workers}

@@ -94,7 +94,8 @@ class ReferenceKD:
         o = cfg.optim
         if o.name == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                self.student.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
+                self.student.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                nesterov=o.nesterov,
             )
         else:
             self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=o.lr, weight_decay=o.weight_decay)

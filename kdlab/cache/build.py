@@ -57,7 +57,9 @@ def _param_dtype(value: torch.Tensor) -> Any:
 def _store_param(array: np.ndarray, where: tuple, value: torch.Tensor, name: str) -> None:
     data = value.cpu().numpy()
     if array.dtype == np.int16 and data.size and (data.min() < _INT16.min or data.max() > _INT16.max):
-        raise TeacherCacheError(f"augmentation parameter {name!r} holds values beyond int16 ({data.min()}..{data.max()})")
+        raise TeacherCacheError(
+            f"augmentation parameter {name!r} holds values beyond int16 ({data.min()}..{data.max()})"
+        )
     array[where] = data
 
 

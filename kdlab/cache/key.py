@@ -98,7 +98,8 @@ def key_differences(cached: dict[str, Any], wanted: dict[str, Any], ignore: froz
     for entry in sorted(set(a) | set(b)):
         if entry in ignore or a.get(entry) == b.get(entry):
             continue
-        lines.append(f"{entry}: cache has {_short(a.get(entry, '(absent)'))}, this run has {_short(b.get(entry, '(absent)'))}")
+        cached_value, run_value = _short(a.get(entry, "(absent)")), _short(b.get(entry, "(absent)"))
+        lines.append(f"{entry}: cache has {cached_value}, this run has {run_value}")
     return lines
 
 

@@ -44,7 +44,8 @@ def _stale_reasons(cache: TeacherCache, key: dict[str, Any], fields: Sequence[st
     if top_k is not None and cache.layout.num_classes:
         wanted = resolve_top_k(top_k, cache.layout.num_classes)
         if wanted != cache.layout.top_k:
-            reasons.append(f"top_k: cache has {cache.layout.top_k or 'full logits'}, asked for {wanted or 'full logits'}")
+            have = cache.layout.top_k or "full logits"
+            reasons.append(f"top_k: cache has {have}, asked for {wanted or 'full logits'}")
     return reasons
 
 

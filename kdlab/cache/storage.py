@@ -114,7 +114,8 @@ class CacheFiles:
             raise TeacherCacheError(f"teacher cache {self.path}: unreadable {META_FILE}: {err}") from None
         if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
             raise TeacherCacheError(
-                f"teacher cache {self.path} has format {self.meta.get('format')!r} version {self.meta.get('version')!r}; "
+                f"teacher cache {self.path} has format {self.meta.get('format')!r} "
+                f"version {self.meta.get('version')!r}; "
                 f"this kdlab reads {FORMAT!r} version {VERSION}: build it again"
             )
         self._arrays: dict[str, np.ndarray] = {}

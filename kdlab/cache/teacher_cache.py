@@ -64,7 +64,8 @@ class TeacherCache:
             raise TeacherCacheMismatchError(
                 f"teacher cache {self.path} was built for another teacher/data/augmentation setup; it differs "
                 f"from this run in:\n  - {lines}\n"
-                "build a cache for this run (another distill.teacher_cache path, or `kdlab cache-teacher CONFIG --force`)"
+                "build a cache for this run (another distill.teacher_cache path, "
+                "or `kdlab cache-teacher CONFIG --force`)"
             )
         missing = {field: terms for field, terms in needed.items() if field not in self.layout.fields}
         if missing:
@@ -92,7 +93,9 @@ class TeacherCache:
         """A writable numpy copy of ``array[where]`` (a few KB per step)."""
         return np.array(self.files.array(name)[where])
 
-    def schedule(self, epoch: int, step: int, columns: slice, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def schedule(
+        self, epoch: int, step: int, columns: slice, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(sample indices, augmentation parameters) of ``columns`` of the cached batch, on ``device``."""
         where = (epoch, step, columns)
         index = torch.from_numpy(self.read("index", where)).to(device=device, dtype=torch.long)

@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _progress(line: str) -> None:
+    """Progress lines go to stderr, so that with --json stdout holds the one JSON object."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from kdlab.benchmarks.throughput import BenchmarkError, bench_throughput
     from kdlab.config import ConfigError
@@ -38,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_epochs < 1:
         raise ConfigError(f"--cache-epochs must be >= 1, got {args.cache_epochs}")
     cfg = config_from_args(args)
-    progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         result = bench_throughput(
             cfg, seconds=args.seconds, rounds=args.rounds, cache=args.cache, cache_epochs=args.cache_epochs,
-            warmup_steps=args.warmup_steps, progress=progress,
+            warmup_steps=args.warmup_steps, progress=_progress,
         )
     except BenchmarkError as err:
         print(f"kdlab bench throughput: error: {err}", file=sys.stderr)

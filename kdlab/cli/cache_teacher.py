@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_args(p)
     p.add_argument("--out", metavar="PATH", help="cache folder (default: distill.teacher_cache of the config)")
-    p.add_argument("--epochs", type=int, help="epochs to cache (default: distill.teacher_cache_epochs or trainer.epochs)")
+    p.add_argument(
+        "--epochs", type=int, help="epochs to cache (default: distill.teacher_cache_epochs or trainer.epochs)"
+    )
     p.add_argument(
         "--top-k", type=int, metavar="K",
         help="keep the top K logits per image (0: full logits; default: full up to 100 classes, else 10)",
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         state = "built" if built else "up to date, reused"
         print(f"teacher cache {summary['path']} ({state}): {summary['epochs']} epoch(s) x {summary['steps_per_epoch']} "
-              f"steps x {summary['global_batch']} images, {', '.join(summary['fields'])} (logits: {summary['logits']}), "
+              f"steps x {summary['global_batch']} images, {', '.join(summary['fields'])} "
+              f"(logits: {summary['logits']}), "
               f"seed {summary['seed']}, {summary['bytes'] / 2**20:.1f} MiB")
     return 0

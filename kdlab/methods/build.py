@@ -106,6 +106,11 @@ def build_distiller(
 
     needs_logits_match = any(cls.needs_teacher and "logits" in cls.uses for cls, _, _, _ in specs)
     teacher_classes = getattr(teacher, "num_classes", None)
+    if needs_logits_match and teacher_classes == 0:
+        names = [key for cls, key, _, _ in specs if cls.needs_teacher and "logits" in cls.uses]
+        raise ConfigError(
+            f"loss terms {names} compare logits, but teacher.embedding_only=true removed the teacher's classifier"
+        )
     if needs_logits_match and teacher_classes not in (None, num_classes):
         raise ConfigError(
             f"teacher has {teacher_classes} classes but the student has {num_classes}: "

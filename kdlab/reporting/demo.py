@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from kdlab.reporting.aggregate import RunGroup, add_gains, group_key, summarize
+from kdlab.reporting.aggregate import RunGroup, add_gains, group_key, run_accuracy, summarize
 from kdlab.reporting.demo_exec import (
     DemoInterrupted,
     RunOutcome,
@@ -68,6 +68,8 @@ Echo = Callable[[str], None]
 
 @dataclass
 class DemoResult:
+    """The rows of results.json, every run's outcome, the time taken and the files written."""
+
     out_dir: Path
     rows: list[dict[str, Any]]
     outcomes: list[RunOutcome] = field(default_factory=list)
@@ -79,8 +81,6 @@ class DemoResult:
 
 def progress_line(index: int, total: int, outcome: RunOutcome) -> str:
     """``[7/25] kd seed 1: top-1 93.1% (4.2s)``."""
-    from kdlab.reporting.aggregate import run_accuracy
-
     accuracy = run_accuracy(outcome.record)
     head = f"[{index}/{total}] {outcome.run.method} seed {outcome.run.seed}: "
     if accuracy["final"] is None:

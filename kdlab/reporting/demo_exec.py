@@ -23,7 +23,7 @@ from kdlab.reporting.demo_plan import (
     DemoOptions,
     PlannedRun,
 )
-from kdlab.reporting.runs import EVAL_FILE, FINAL_FILE, RunRecord, load_run
+from kdlab.reporting.runs import EVAL_FILE, FINAL_FILE, RunRecord, load_run, read_run_config
 
 
 class DemoInterrupted(RuntimeError):
@@ -102,7 +102,8 @@ def _matches_plan(run: PlannedRun) -> bool:
     from kdlab.config import dump_yaml
 
     try:
-        record = load_run(run.out_dir)
+        # config.yaml only: a run stopped in its first epoch has no metrics.jsonl yet
+        record = RunRecord(run.out_dir, read_run_config(run.out_dir), [])
     except (ValueError, OSError):
         return False
     planned = RunRecord(run.out_dir, yaml.safe_load(dump_yaml(_planned_config(run))), [])

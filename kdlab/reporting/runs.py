@@ -101,21 +101,27 @@ def read_evaluation(path: Path) -> dict[str, dict[str, Any]]:
     return {"last": data}
 
 
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """The resolved config the trainer wrote to ``<run>/config.yaml`` ({} when there is none)."""
+    config_path = Path(path) / CONFIG_FILE
+    if not config_path.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RunFolderError(f"{config_path} is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{config_path} must be a mapping, got {type(config).__name__}")
+    return config
+
+
 def load_run(path: str | Path) -> RunRecord:
     """Read one run folder (it must contain metrics.jsonl)."""
     path = Path(path)
     metrics_path = path / METRICS_FILE
     if not metrics_path.is_file():
         raise RunFolderError(f"{path} is not a run folder: {METRICS_FILE} is missing")
-    config: dict[str, Any] = {}
-    config_path = path / CONFIG_FILE
-    if config_path.is_file():
-        try:
-            config = yaml.safe_load(config_path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise RunFolderError(f"{config_path} is not valid YAML: {err}") from None
-        if not isinstance(config, dict):
-            raise RunFolderError(f"{config_path} must be a mapping, got {type(config).__name__}")
+    config = read_run_config(path)
     final_path = path / FINAL_FILE
     final = _read_json(final_path) if final_path.is_file() else None
     eval_path = path / EVAL_FILE

@@ -43,19 +43,22 @@ def test_slice_clock_skips_warmup_steps_and_reports_each_slice():
 def test_bench_throughput_reports_all_configurations(tiny, tmp_path, capsys):
     config_file = tmp_path / "kd.yaml"
     config_file.write_text(yaml.safe_dump({}))
-    code = main(["bench", "throughput", str(config_file), *tiny["overrides"], "--seconds", "0.2", "--rounds", "1", "--warmup-steps", "1", "--json"])
+    args = ["--seconds", "0.2", "--rounds", "1", "--warmup-steps", "1", "--json"]
+    code = main(["bench", "throughput", str(config_file), *tiny["overrides"], *args])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     for kind in ("reference", "student_only", "distill_live", "distill_cached"):
         assert result[f"{kind}_ips"] > 0, kind
         assert result["peak_memory_mb"][kind] > 0, kind
-    assert set(result["ratios"]) == {"distill_live/reference", "distill_cached/student_only", "distill_cached/reference"}
+    expected = {"distill_live/reference", "distill_cached/student_only", "distill_cached/reference"}
+    assert set(result["ratios"]) == expected
     assert result["cache"]["built"] is True
 
 
 def test_bench_throughput_needs_a_kd_config(tiny, tmp_path, capsys):
     config_file = tmp_path / "ce.yaml"
     config_file.write_text("{}")
-    code = main(["bench", "throughput", str(config_file), *tiny["overrides"], "distill.terms=[{name: ce}]", "--seconds", "0.1"])
+    overrides = [*tiny["overrides"], "distill.terms=[{name: ce}]"]
+    code = main(["bench", "throughput", str(config_file), *overrides, "--seconds", "0.1"])
     assert code == 2
     assert "must include kd" in capsys.readouterr().err

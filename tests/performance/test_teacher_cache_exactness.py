@@ -76,7 +76,8 @@ def _train_rows(run_dir) -> list[dict]:
 def test_training_from_the_cache_gives_the_losses_of_training_live(tiny):
     root = tiny["root"]
     live = Trainer(config(tiny, f"trainer.out_dir={root / 'live'}")).fit()
-    cached = Trainer(config(tiny, f"trainer.out_dir={root / 'cached'}", f"distill.teacher_cache={cache_path(tiny)}")).fit()
+    cached_cfg = config(tiny, f"trainer.out_dir={root / 'cached'}", f"distill.teacher_cache={cache_path(tiny)}")
+    cached = Trainer(cached_cfg).fit()
     assert live.completed and cached.completed
     assert TeacherCache(cache_path(tiny)).epochs == 2  # built on first use, for trainer.epochs
     for a, b in zip(_train_rows(live.out_dir), _train_rows(cached.out_dir)):

@@ -109,7 +109,8 @@ def test_tampered_augmentation_parameters_fail_the_replay_check(built):
 def test_cli_refuses_a_stale_cache_with_exit_code_2(built, tmp_path, capsys):
     config_file = tmp_path / "kd.yaml"
     config_file.write_text(json.dumps({}))  # an empty config: everything comes from the overrides
-    args = ["cache-teacher", str(config_file), *built["overrides"], "data.crop_padding=2", "--out", str(cache_path(built))]
+    overrides = [*built["overrides"], "data.crop_padding=2"]
+    args = ["cache-teacher", str(config_file), *overrides, "--out", str(cache_path(built))]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "augmentation.crop_padding" in err and "--force" in err

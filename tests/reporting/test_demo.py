@@ -129,7 +129,7 @@ def test_cli_reports_bad_options_with_exit_code_2(tmp_path: Path, capsys: pytest
     assert "--seeds" in capsys.readouterr().err
 
 
-def test_reuse_resumes_an_interrupted_run(tmp_path: Path) -> None:
+def test_reuse_resumes_an_interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from kdlab.config import load_config
     from kdlab.engine.trainer import Trainer
     from kdlab.reporting.demo_exec import execute
@@ -138,6 +138,15 @@ def test_reuse_resumes_an_interrupted_run(tmp_path: Path) -> None:
     run = next(r for r in plan_runs(options) if r.method == "student")
     stopped = Trainer(load_config(run.config_path, [*run.overrides, "trainer.stop_after_steps=3"])).fit()
     assert not stopped.completed
+    resumed_with = []
+    original_fit = Trainer.fit
+
+    def recording_fit(self, resume=None, resume_force=False):  # type: ignore[no-untyped-def]
+        resumed_with.append(resume)
+        return original_fit(self, resume=resume, resume_force=resume_force)
+
+    monkeypatch.setattr(Trainer, "fit", recording_fit)
     outcome = execute(run, reuse=True)
+    assert resumed_with == ["auto"]
     assert not outcome.reused and outcome.record.completed
     assert [row["epoch"] for row in outcome.record.metrics] == [0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from kdlab.engine.distributed import gather_enabled, gather_with_grad
 from kdlab.losses import ckd_loss
 from kdlab.losses.ckd import CKDNegatives
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
@@ -39,9 +40,12 @@ class CKDTerm(LossTerm):
         self.intra_weight = non_negative("intra_weight", intra_weight)
 
     def forward(self, step: StepContext) -> torch.Tensor:
+        student, teacher = step.student.logits, step.teacher.logits
+        if gather_enabled():  # negatives from every rank's batch (distill.gather: true)
+            student, teacher = gather_with_grad(student), gather_with_grad(teacher)
         return ckd_loss(
-            step.student.logits,
-            step.teacher.logits,
+            student,
+            teacher,
             temperature=self.temperature,
             negatives=self.negatives,
             intra_weight=self.intra_weight,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdlab.engine.distributed import all_gather_rows
 from kdlab.losses import crd_loss, crd_normalizers, crd_update_memory
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
 from kdlab.methods.terms._features import EMBEDDING, flat_dim, resolve_for_both
@@ -211,7 +212,10 @@ class CRDTerm(LossTerm):
             normalizer=normalizer,
         )
         if self.training:
-            self._update_banks(index, student.detach(), teacher.detach())
+            # every rank applies every rank's rows, so the banks stay identical under DDP
+            self._update_banks(
+                all_gather_rows(index), all_gather_rows(student.detach()), all_gather_rows(teacher.detach())
+            )
         return loss
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ from typing import Optional, cast
 
 import torch
 
+from kdlab.engine.distributed import gather_enabled, gather_with_grad
 from kdlab.losses import CKDNegatives, ckd_loss
 from kdlab.methods.base import BuildContext, StepContext, register_term
 from kdlab.methods.unsupervised.head import EmbeddingTerm
@@ -45,4 +46,6 @@ class CKDEmbeddingTerm(EmbeddingTerm):
 
     def forward(self, step: StepContext) -> torch.Tensor:
         student, teacher = self.embeddings(step)
+        if gather_enabled():  # negatives from every rank's batch (distill.gather: true)
+            student, teacher = gather_with_grad(student), gather_with_grad(teacher)
         return ckd_loss(student, teacher, temperature=self.temperature, negatives=self.negatives)

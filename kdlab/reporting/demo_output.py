@@ -76,18 +76,30 @@ def _groups(result: "DemoResult") -> list[RunGroup]:
 
 
 def _verdict(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Plain statements of which methods beat the plain student beyond seed noise (2 standard errors)."""
+    """Plain statements of which methods differ from the plain student by more than 2 standard errors.
+
+    Two standard errors is a rough rule: with three seeds a proper t-test would ask for more.
+    """
     lines = []
+    teacher = next((row for row in rows if row["method"] == TEACHER), None)
+    if teacher is not None and teacher.get("gain") is not None:
+        lines.append(
+            f"the teacher is {teacher['gain']:+.2f} points from the plain student"
+            + (": little room for any method to help on this data" if teacher["gain"] < 1.0 else "")
+        )
     for row in rows:
         gain, se = row.get("gain"), row.get("gain_se")
         if row["method"] in (TEACHER, BASELINE) or gain is None:
             continue
+        probe = " (a linear probe, not a trained classifier: see *)" if row.get("metric") == "linear_top1" else ""
         if se is None or se == 0:
-            lines.append(f"{row['method']}: {gain:+.2f} points (too few seeds to judge the spread)")
+            lines.append(f"{row['method']}: {gain:+.2f} points{probe}; too few seeds to judge the spread")
         elif abs(gain) <= 2 * se:
-            lines.append(f"{row['method']}: {gain:+.2f} ± {se:.2f} points, within seed noise of the plain student")
+            lines.append(f"{row['method']}: {gain:+.2f} ± {se:.2f} points{probe}, within seed noise of the plain student")
         else:
-            lines.append(f"{row['method']}: {gain:+.2f} ± {se:.2f} points, {'better' if gain > 0 else 'worse'} than the plain student")
+            word = "better" if gain > 0 else "worse"
+            lines.append(f"{row['method']}: {gain:+.2f} ± {se:.2f} points{probe}, {word} than the plain student "
+                         "by more than 2 standard errors")
     return lines
 
 
@@ -102,7 +114,9 @@ def render_report(
     """report.md: the table, how it was made (command, configs, data, machine, date) and the figures."""
     rows = result.rows
     ran = [o for o in result.outcomes if not o.reused]
-    lines = ["# kdlab demo", "", to_markdown(rows), "## Verdict", ""]
+    lines = ["# kdlab demo", "", to_markdown(rows), "## Verdict", "",
+             "Gain over the plain student ± its standard error; 2 standard errors is a rough threshold with few seeds.",
+             ""]
     verdict = _verdict(rows)
     lines += [f"- {line}" for line in verdict] or ["- (no student methods besides the plain student)"]
     lines += [

@@ -1,0 +1,411 @@
+"""What a benchmark suite writes: rows (``results.json``) and a Markdown document.
+
+Rows are :mod:`kdlab.reporting` rows (the schema of ``kdlab report`` and the
+demo's ``results.json``: ``method, top1_mean, top1_std, seeds, best_top1_*,
+gain, gain_se, seconds_*, ...``) plus what only the suite knows:
+``wall_seconds_mean/std`` (setup + training + evaluation per run, as the suite
+measured it), ``teacher_cache`` (whether the method read the per-seed cache),
+``published_top1`` (the manifest's reference number) and, on the teacher row,
+``pretrained_top1``.
+
+The document states the exact command, the protocol (resolved from the configs,
+plus the suite's README), the machine and date, then either the results (table,
+cost, teacher before/after, whether the methods separate, the ordering against
+the published one) or a clearly marked "Results: not yet run on this machine".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from kdlab.benchmarks.suite_manifest import TEACHER
+
+if TYPE_CHECKING:
+    from kdlab.benchmarks.suite import RunOutcome, SuitePlan, SuiteResult
+
+#: a measured difference counts as resolved when it exceeds this many standard errors
+RESOLVED_SE = 2.0
+
+
+# ---------------------------------------------------------------------------------------------- rows
+def _mean_std(values: Sequence[float]) -> tuple[Optional[float], Optional[float]]:
+    from kdlab.reporting import mean_std
+
+    return mean_std(list(values))
+
+
+def _teacher_row(
+    plan: "SuitePlan", teacher: Optional["RunOutcome"], pretrained: Optional[dict[str, Any]]
+) -> Optional[dict[str, Any]]:
+    from kdlab.reporting import RunGroup, summarize
+
+    pretrained_top1 = pretrained.get("val_top1") if pretrained else None
+    if teacher is not None:
+        row = summarize(RunGroup(TEACHER, [teacher.record]))
+        row["wall_seconds_mean"], row["wall_seconds_std"] = teacher.wall_seconds, None
+    elif pretrained_top1 is not None:
+        # no fine-tune: the teacher row is the pretrained weights' evaluation (same schema)
+        row = {
+            "method": TEACHER, "seeds": 1, "seed_values": [None], "metric": "val_top1",
+            "top1_mean": pretrained_top1, "top1_std": None, "best_top1_mean": pretrained_top1, "best_top1_std": None,
+            "seconds_mean": None, "seconds_std": None, "epochs": 0, "completed": 1,
+            "description": f"pretrained teacher {plan.pretrained}", "runs": [],
+            "wall_seconds_mean": pretrained.get("wall_seconds") if pretrained else None, "wall_seconds_std": None,
+        }
+    else:
+        return None
+    row["pretrained_top1"] = pretrained_top1
+    row["checkpoint"] = str(plan.teacher_weights)
+    row["config"] = _relative(plan.manifest.teacher.config)
+    return row
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def summarize_suite(
+    plan: "SuitePlan",
+    outcomes: Sequence["RunOutcome"],
+    teacher: Optional["RunOutcome"] = None,
+    pretrained: Optional[dict[str, Any]] = None,
+) -> list[dict[str, Any]]:
+    """One row per method (teacher first, then the manifest's order) with gains over the baseline."""
+    from kdlab.reporting import RunGroup, add_gains, summarize
+
+    rows: list[dict[str, Any]] = []
+    teacher_row = _teacher_row(plan, teacher, pretrained)
+    if teacher_row is not None:
+        rows.append(teacher_row)
+    published = plan.manifest.published.top1
+    for spec in plan.methods:
+        members = [o for o in outcomes if o.run.method == spec.name]
+        if not members:
+            continue
+        row = summarize(RunGroup(spec.name, [m.record for m in members]))
+        walls = [m.wall_seconds for m in members if m.wall_seconds is not None]
+        row["wall_seconds_mean"], row["wall_seconds_std"] = _mean_std(walls)
+        row["teacher_cache"] = any(m.run.cache is not None for m in members)
+        row["published_top1"] = published.get(spec.name)
+        row["config"] = _relative(spec.config)
+        row["command"] = members[0].run.command()
+        rows.append(row)
+    if any(row["method"] == plan.manifest.baseline for row in rows):
+        add_gains(rows, plan.manifest.baseline)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- comparisons
+def _difference(low: dict[str, Any], high: dict[str, Any]) -> tuple[Optional[float], Optional[float]]:
+    """``high - low`` in top-1 and its standard error (None without two seeds on both sides)."""
+    if low.get("top1_mean") is None or high.get("top1_mean") is None:
+        return None, None
+    diff = high["top1_mean"] - low["top1_mean"]
+    if low.get("top1_std") is None or high.get("top1_std") is None:
+        return diff, None
+    se = math.sqrt(low["top1_std"] ** 2 / low["seeds"] + high["top1_std"] ** 2 / high["seeds"])
+    return diff, se
+
+
+def verdict(diff: Optional[float], se: Optional[float]) -> str:
+    """How a measured ``higher - lower`` difference reads against its noise."""
+    if diff is None:
+        return "not measured"
+    if se is None:
+        return "agrees (one seed: noise unknown)" if diff > 0 else "reversed (one seed: noise unknown)"
+    if diff > RESOLVED_SE * se:
+        return "agrees"
+    if diff < -RESOLVED_SE * se:
+        return "reversed"
+    return "within seed noise"
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks 1..n, ties sharing their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
+    """Spearman's rank correlation of two equally long sequences (None below 3 pairs or without spread)."""
+    if len(a) != len(b):
+        raise ValueError(f"spearman: sequences of different lengths {len(a)} and {len(b)}")
+    if len(a) < 3:
+        return None
+    ra, rb = _ranks(a), _ranks(b)
+    if len(set(ra)) < 2 or len(set(rb)) < 2:
+        return None
+    return statistics.correlation(ra, rb)
+
+
+def ordering_lines(plan: "SuitePlan", rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown: each published pair against the measurement, and the rank correlation."""
+    from kdlab.reporting.tables import format_gain
+
+    by_method = {row["method"]: row for row in rows}
+    reference = plan.manifest.published
+    lines: list[str] = []
+    if reference.source:
+        lines += [f"Published reference: {reference.source}", ""]
+    if reference.order:
+        lines += ["| published | measured difference (higher - lower) | verdict |", "|---|---|---|"]
+        for low, high in reference.order:
+            if low not in by_method or high not in by_method:
+                lines.append(f"| {low} < {high} | - | not measured |")
+                continue
+            diff, se = _difference(by_method[low], by_method[high])
+            lines.append(f"| {low} < {high} | {format_gain(diff, se)} | {verdict(diff, se)} |")
+        lines += ["", f"A pair *agrees* when the measured difference exceeds {RESOLVED_SE:g} standard errors, "
+                  "is *reversed* below minus that, and is *within seed noise* otherwise.", ""]
+    common = [m for m in reference.top1 if m in by_method and by_method[m].get("top1_mean") is not None]
+    rho = spearman([reference.top1[m] for m in common], [by_method[m]["top1_mean"] for m in common])
+    if rho is not None:
+        measured = sorted(common, key=lambda m: by_method[m]["top1_mean"])
+        published = sorted(common, key=lambda m: reference.top1[m])
+        lines += [
+            f"Rank correlation (Spearman) between the published and the measured top-1 over {len(common)} methods "
+            f"with a published number: {rho:+.2f}.",
+            "",
+            f"- published, low to high: {' < '.join(published)}",
+            f"- measured, low to high: {' < '.join(measured)}",
+            "",
+        ]
+    return lines
+
+
+def separation_lines(plan: "SuitePlan", rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown bullets: each method's gain over the baseline against seed noise."""
+    from kdlab.reporting.tables import format_gain
+
+    baseline = plan.manifest.baseline
+    lines = []
+    for row in rows:
+        if row["method"] in (TEACHER, baseline) or row.get("gain") is None:
+            continue
+        gain, se = row["gain"], row.get("gain_se")
+        if se is None:
+            judged = "one seed on a side: the noise is unknown"
+        elif abs(gain) > RESOLVED_SE * se:
+            judged = f"{'above' if gain > 0 else 'below'} the {baseline} beyond seed noise"
+        else:
+            judged = "within seed noise"
+        lines.append(f"- {row['method']}: {format_gain(gain, se)} points, {judged}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- the document
+def _demote_headings(text: str) -> str:
+    """Markdown headings one level deeper (``#`` -> ``##``), code fences left alone."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and re.match(r"^#{1,5} ", line):
+            line = "#" + line
+        out.append(line)
+    return "\n".join(out)
+
+
+def _terms(cfg: Any) -> str:
+    parts = []
+    for term in cfg.distill.terms:
+        params = ", ".join(f"{k} {v}" for k, v in term.items() if k not in ("name", "weight", "key"))
+        parts.append(f"{term.get('weight', 1.0):g} {term['name']}" + (f" ({params})" if params else ""))
+    return " + ".join(parts) + ("" if cfg.distill.labels else "; label-free")
+
+
+def _schedule(cfg: Any) -> str:
+    s = cfg.schedule
+    text = s.name
+    if s.name == "step":
+        text += f" (x{s.gamma:g} at epochs {', '.join(str(m) for m in s.milestones)})"
+    if s.warmup_epochs:
+        text += f", {s.warmup_epochs:g} warm-up epoch(s)"
+    return text
+
+
+def protocol_lines(plan: "SuitePlan") -> list[str]:
+    """The protocol as the resolved configs define it (so the document cannot drift from the configs)."""
+    from kdlab.config import load_config
+
+    student_run = plan.runs[0] if plan.runs else None
+    lines: list[str] = []
+    if student_run is not None:
+        cfg = load_config(student_run.config, student_run.overrides)
+        d, t, o = cfg.data, cfg.trainer, cfg.optim
+        subset = f"a fixed random subset of {d.subset} training images (the same for every seed)" if d.subset else "every training image"
+        lines += [
+            f"- data: `{_relative(Path(d.root)) if d.root else d.name}`; students train on {subset}; every "
+            "evaluation uses the whole test split",
+            f"- input: augmentation `{d.augment}` (padding {d.crop_padding}), normalised with mean {list(d.mean or [])} "
+            f"/ std {list(d.std or [])}, `data.pipeline={d.pipeline}`",
+            f"- student: `{cfg.model.name}` from scratch, {t.epochs} epochs, batch {d.batch_size}, {o.name.upper()} "
+            f"lr {o.lr:g} (momentum {o.momentum:g}, weight decay {o.weight_decay:g}), schedule {_schedule(cfg)}, "
+            f"evaluated every {t.eval_every} epoch(s) and at the last; precision {t.precision}, "
+            f"threads {t.num_threads or 'torch default'}",
+        ]
+    teacher_cfg = load_config(plan.manifest.teacher.config, plan.teacher_overrides)
+    teacher_text = f"- teacher: `{teacher_cfg.model.name}` {teacher_cfg.model.kwargs or ''} from `{_relative(plan.pretrained)}`"
+    if plan.teacher_run is not None:
+        ft = plan.teacher_run.load()
+        subset = f"{ft.data.subset} training images" if ft.data.subset else "every training image"
+        teacher_text += (
+            f", fine-tuned {ft.trainer.epochs} epoch(s) on {subset} ({ft.optim.name.upper()} lr {ft.optim.lr:g}, "
+            f"{_schedule(ft)}, batch {ft.data.batch_size}); students distil from its last checkpoint"
+        )
+    else:
+        teacher_text += " (not fine-tuned)"
+    lines.append(teacher_text)
+    lines.append(
+        f"- seeds: {plan.seeds} per method (`trainer.seed` 0..{plan.seeds - 1}: initialisation, data order and "
+        "augmentation)"
+    )
+    cached = [spec.name for spec in plan.methods if spec.teacher_cache and plan.options.teacher_cache]
+    if cached:
+        lines.append(
+            f"- teacher cache: one per seed (the teacher's logits and embeddings of that seed's exact augmented "
+            f"batches), read by {', '.join(cached)}; the other distillation methods run the teacher live"
+        )
+    lines += ["", "| method | config | loss terms | teacher |", "|---|---|---|---|"]
+    for spec in plan.methods:
+        run = next(r for r in plan.runs if r.method == spec.name)
+        cfg = run.load()
+        teacher = "-" if not any(o.startswith("teacher.checkpoint=") for o in run.overrides) else (
+            "cache" if run.cache is not None else "live")
+        lines.append(f"| {spec.name} | `{_relative(spec.config)}` | {_terms(cfg)} | {teacher} |")
+    return lines
+
+
+def _cost_lines(result: "SuiteResult") -> list[str]:
+    from kdlab.reporting.tables import format_seconds
+
+    lines = ["| method | runs | training s/run | wall s/run | teacher |", "|---|---|---|---|---|"]
+    for row in result.rows:
+        teacher = "fine-tune" if row["method"] == TEACHER else ("cache" if row.get("teacher_cache") else "live/none")
+        lines.append(
+            f"| {row['method']} | {row.get('seeds', '')} | {format_seconds(row.get('seconds_mean'))} | "
+            f"{format_seconds(row.get('wall_seconds_mean'))} | {teacher} |"
+        )
+    lines.append("")
+    caches = result.timings.get("caches", {})
+    built = {seed: c["seconds"] for seed, c in caches.items() if c.get("built")}
+    if built:
+        lines.append(
+            "- teacher cache, built once per seed: " + ", ".join(f"seed {s}: {format_seconds(v)}" for s, v in built.items())
+        )
+    if result.timings.get("teacher_pretrained_eval") is not None:
+        lines.append(f"- pretrained teacher evaluation: {format_seconds(result.timings['teacher_pretrained_eval'])}")
+    lines.append(
+        f"- whole suite: {format_seconds(result.seconds)} wall, {format_seconds(result.cpu_seconds)} CPU time of this "
+        "process" + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "
+                     "shares the cores)" if result.load_average is not None else "")
+    )
+    lines.append("- training s/run: the trainer's epoch times; wall s/run: setup, training, per-epoch evaluation "
+                 "and (label-free runs) the linear probe, as the suite measured it")
+    return lines
+
+
+def _teacher_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    row = next((r for r in rows if r["method"] == TEACHER), None)
+    if row is None:
+        return ["The teacher was not evaluated in this run (`--mini` skips it)."]
+    before, after = row.get("pretrained_top1"), row.get("top1_mean")
+    parts = []
+    if before is not None:
+        parts.append(f"pretrained weights: {before:.2f}% top-1 on the test split (`kdlab eval`)")
+    if after is not None and row.get("epochs"):
+        parts.append(f"after the fine-tune: {after:.2f}%" + (f" ({after - before:+.2f})" if before is not None else ""))
+    return ["- " + p for p in parts]
+
+
+def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
+    """The Markdown document of a suite: protocol and command, then the results or a 'not yet run' section."""
+    from kdlab.reporting.demo_output import machine_summary
+    from kdlab.reporting.tables import to_markdown
+
+    manifest = plan.manifest
+    lines = [f"# Benchmarks: {manifest.title}", ""]
+    if result is not None:
+        lines += [
+            f"Generated by `kdlab bench suite` on {result.started_at.strftime('%Y-%m-%d %H:%M UTC')} "
+            "from the run folders it trained; rerun the command below to regenerate it.",
+            "",
+        ]
+    else:
+        lines += ["Generated by `kdlab bench suite --dry-run` from the suite's configs: the protocol and the command, "
+                  "no results yet.", ""]
+    lines += ["## Command", "", "```bash", plan.options.command, "```", ""]
+    lines += ["## Protocol", ""] + protocol_lines(plan) + [""]
+    readme = manifest.folder / "README.md"
+    if readme.is_file():
+        lines += [_demote_headings(readme.read_text()).strip(), ""]
+    if result is None:
+        lines += [
+            "## Results: not yet run on this machine",
+            "",
+            "The full suite has not been run here yet, so this page has no numbers. Run the command above "
+            "(it regenerates this page with the table, the cost of every method, the teacher before/after its "
+            "fine-tune, whether the methods separate beyond seed noise and how the ordering compares with the "
+            "published one), or see the suite's README above for the measured cost of single runs and the "
+            "estimated total.",
+            "",
+        ]
+        return "\n".join(lines) + "\n"
+    rows = result.rows
+    lines += ["## Results", "", to_markdown(rows).rstrip(), ""]
+    if result.failures:
+        lines += ["Failed runs (left out of the table):", ""]
+        lines += [f"- {f['method']} seed {f['seed']}: {f['error']}" for f in result.failures] + [""]
+    lines += ["## Teacher", ""] + _teacher_lines(rows) + [""]
+    lines += [f"## Does the suite separate the methods?", "", f"Gain over the plain {manifest.baseline} "
+              f"(± standard error of the difference over seeds):", ""]
+    lines += separation_lines(plan, rows) or ["- (no method besides the baseline)"]
+    lines += ["", "## Ordering against the published CIFAR-100 ordering", ""] + ordering_lines(plan, rows)
+    lines += ["## Cost", ""] + _cost_lines(result) + [""]
+    lines += [
+        "## Machine",
+        "",
+        f"- {machine_summary()}",
+        f"- date: {result.started_at.strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- run folders: `{_relative(plan.out_dir)}` (`kdlab report {_relative(plan.out_dir / 'runs')}` rebuilds the "
+        "table from them)",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: "SuiteResult") -> list[Path]:
+    """results.json and report.md in the output folder (and --results-json / --doc); returns the paths."""
+    plan = result.plan
+    out = plan.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result.rows, indent=2, default=str) + "\n"
+    document = render_document(plan, result)
+    targets = [(out / "results.json", text), (out / "report.md", document)]
+    if plan.options.results_json is not None:
+        targets.append((Path(plan.options.results_json), text))
+    if plan.options.doc is not None:
+        targets.append((Path(plan.options.doc), document))
+    written = []
+    for path, content in targets:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        written.append(path)
+    return written

@@ -10,6 +10,7 @@ done in it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -58,6 +59,23 @@ def atomic_copy(src: PathLike, dst: PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dst
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: PathLike) -> str:
+    """sha256 of a file's bytes (teacher identities key caches and heads), remembered per (path, size, mtime)."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with resolved.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def load_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> dict[str, Any]:

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.config import Config, ConfigError
+from kdlab.engine.checkpoint import file_sha256
 
 #: default number of neighbours stored per sample (CoSS's ImageNet setting)
 DEFAULT_K = 384
 #: bytes of the (chunk, N) similarity block searched at once
 DEFAULT_CHUNK_BYTES = 256 * 2**20
-_HASH_BLOCK = 2**22
 
 
 class KnnIndexError(ConfigError):
@@ -48,15 +48,6 @@ class KnnIndexInfo:
 
 
 # ----------------------------------------------------------------- fingerprints
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def teacher_fingerprint(name: str, checkpoint: str | Path) -> str:
     """Identity of a teacher: sha256 of ``name`` and the sha256 of its weights file."""
     return hashlib.sha256(f"{name}|{file_sha256(checkpoint)}".encode()).hexdigest()

@@ -28,7 +28,8 @@ def coss_run(tmp_path_factory: pytest.TempPathFactory, trained_teacher) -> tuple
     from kdlab.config import load_config
 
     out = tmp_path_factory.mktemp("coss") / "run"
-    overrides = [*trained_teacher, "trainer.device=cpu", "trainer.progress=none", "eval.knn_k=[20]",
+    # all training images (the demo config trains students on a 300-image subset)
+    overrides = [*trained_teacher, "data.subset=null", "trainer.device=cpu", "trainer.progress=none", "eval.knn_k=[20]",
                  "eval.probe_epochs=30"]
     cfg = load_config(CONFIGS / "demo" / "coss.yaml", [*overrides, "trainer.epochs=3", f"trainer.out_dir={out}"])
     trainer = Trainer(cfg)

@@ -75,7 +75,7 @@ def test_cli_writes_the_index_with_fingerprints(index_cfg, digits_cfg, random_te
     from kdlab.engine.report_eval import embedding_data
 
     out = tmp_path / "idx.pt"
-    overrides = [*random_teacher, "teacher.embedding_only=true", "data.name=digits", "trainer.device=cpu",
+    overrides = [*random_teacher, "teacher.embedding_only=true", "data.name=digits", "data.subset=null", "trainer.device=cpu",
                  "trainer.progress=none", "data.num_workers=0"]
     assert main(["knn-index", str(CONFIGS / "demo" / "coss.yaml"), *overrides, "--k", "40", "--out", str(out)]) == 0
     payload = torch.load(out, map_location="cpu", weights_only=True)

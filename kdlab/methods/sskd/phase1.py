@@ -28,7 +28,7 @@ import torch
 from kdlab.config import Config, ConfigError, from_dict, to_dict
 from kdlab.data.cache import default_cache_dir
 from kdlab.engine.builders import resolve_teacher_source
-from kdlab.engine.checkpoint import CheckpointError, load_checkpoint_file
+from kdlab.engine.checkpoint import CheckpointError, file_sha256, load_checkpoint_file
 from kdlab.methods.base import Prerequisite
 
 #: the phase-1 term's name and key (its head's checkpoint keys start with ``terms.<key>.head.``)
@@ -203,21 +203,6 @@ def is_writable(path: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, remembered per (path, size, mtime): a run computes it several times."""
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with resolved.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
 
 
 #: where a head's weights may sit inside a file: a kdlab phase-1 checkpoint, the official

@@ -6,6 +6,7 @@ config, their ``_base_`` files) and ``suite.yaml``, which says what to run::
     name: cifar10_cpu
     title: "..."
     seeds: 3                      # default of --seeds
+    jobs: 2                       # default of --jobs: runs trained side by side (worker processes)
     baseline: student             # the method every gain is measured against
     teacher:
       config: teacher.yaml        # supervised fine-tune config; model.checkpoint = pretrained weights
@@ -16,6 +17,7 @@ config, their ``_base_`` files) and ``suite.yaml``, which says what to run::
       - {name: kd, config: kd.yaml, teacher_cache: true}
     mini:                         # --mini: the smoke-test version
       seeds: 1
+      jobs: 1
       methods: [student, kd]
       teacher: {finetune: false, evaluate_pretrained: false}
       overrides: [data.subset=256, trainer.epochs=1]
@@ -69,6 +71,7 @@ class MiniSpec:
     """The ``--mini`` variant: fewer seeds and methods, overrides that shrink every run."""
 
     seeds: int = 1
+    jobs: int = 1
     methods: tuple[str, ...] = ()
     finetune: bool = False
     evaluate_pretrained: bool = False
@@ -92,6 +95,7 @@ class SuiteManifest:
     name: str
     title: str
     seeds: int
+    jobs: int
     baseline: str
     teacher: TeacherSpec
     methods: tuple[MethodSpec, ...]
@@ -134,6 +138,7 @@ def _flag(value: Any, path: Path, key: str) -> bool:
 
 
 def _seeds(value: Any, path: Path, key: str) -> int:
+    """A positive integer (seeds, jobs)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SuiteError(f"{_where(path, key)} must be an integer >= 1, got {value!r}")
     return value
@@ -182,6 +187,7 @@ def _mini(raw: Any, path: Path, methods: tuple[str, ...]) -> MiniSpec:
         raise SuiteError(f"{_where(path, 'mini.methods')} names {unknown}, not among the methods {list(methods)}")
     return MiniSpec(
         seeds=_seeds(entry.get("seeds", 1), path, "mini.seeds"),
+        jobs=_seeds(entry.get("jobs", 1), path, "mini.jobs"),
         methods=chosen,
         finetune=_flag(teacher.get("finetune", False), path, "mini.teacher.finetune"),
         evaluate_pretrained=_flag(teacher.get("evaluate_pretrained", False), path, "mini.teacher.evaluate_pretrained"),
@@ -208,7 +214,7 @@ def _published(raw: Any, path: Path) -> PublishedReference:
     )
 
 
-_TOP_KEYS = {"name", "title", "seeds", "baseline", "teacher", "methods", "mini", "published"}
+_TOP_KEYS = {"name", "title", "seeds", "jobs", "baseline", "teacher", "methods", "mini", "published"}
 
 
 def load_manifest(folder: str | Path) -> SuiteManifest:
@@ -246,6 +252,7 @@ def load_manifest(folder: str | Path) -> SuiteManifest:
         name=_string(data.get("name", folder.name), path, "name"),
         title=str(data.get("title", data.get("name", folder.name))),
         seeds=_seeds(data.get("seeds", 1), path, "seeds"),
+        jobs=_seeds(data.get("jobs", 1), path, "jobs"),
         baseline=baseline,
         teacher=TeacherSpec(
             config=_config_file(folder, teacher.get("config"), path, "teacher.config"),

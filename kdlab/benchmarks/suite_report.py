@@ -371,10 +371,10 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
     rows = result.rows
     lines += ["## Results", "", to_markdown(rows).rstrip(), ""]
     if result.failures:
-        lines += ["Failed runs (left out of the table):", ""]
-        lines += [f"- {f['method']} seed {f['seed']}: {f['error']}" for f in result.failures] + [""]
+        lines += ["Failed or skipped work (left out of the table):", ""]
+        lines += [f"- {f['label']}: {f['error']}" for f in result.failures] + [""]
     lines += ["## Teacher", ""] + _teacher_lines(rows) + [""]
-    lines += [f"## Does the suite separate the methods?", "", f"Gain over the plain {manifest.baseline} "
+    lines += ["## Does the suite separate the methods?", "", f"Gain over the plain {manifest.baseline} "
               f"(± standard error of the difference over seeds):", ""]
     lines += separation_lines(plan, rows) or ["- (no method besides the baseline)"]
     lines += ["", "## Ordering against the published CIFAR-100 ordering", ""] + ordering_lines(plan, rows)

@@ -98,6 +98,8 @@ def main() -> int:
     except Finished:
         return 1
     kind = setup.get("kind")
+    if setup.get("threads"):
+        torch.set_num_threads(int(setup["threads"]))
     try:
         from kdlab.config import from_dict
 

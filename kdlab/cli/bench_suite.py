@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides for every run, e.g. data.root=PATH")
     p.add_argument("--seeds", type=int, help="seeds per method (default: the manifest's)")
     p.add_argument("--methods", nargs="+", metavar="METHOD", help="run only these methods (default: all)")
+    p.add_argument("--jobs", type=int, help="runs trained side by side in worker processes (default: the manifest's)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/bench/<suite name>)")
     p.add_argument("--mini", action="store_true", help="the miniature suite of the manifest (smoke test, seconds)")
     p.add_argument("--teacher-checkpoint", type=Path, metavar="PATH",
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         seeds=args.seeds,
         methods=tuple(args.methods) if args.methods else None,
+        jobs=args.jobs,
         mini=args.mini,
         overrides=tuple(args.overrides),
         teacher_checkpoint=args.teacher_checkpoint,

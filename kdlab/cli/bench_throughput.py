@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", metavar="PATH", help="teacher cache folder to reuse or build (default: a temporary one)")
     p.add_argument("--cache-epochs", type=int, default=1, help="epochs the teacher cache holds (default 1)")
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps at the start of every slice (default 3)")
+    p.add_argument("--threads", type=int, help="torch threads per configuration (default: one per core)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = bench_throughput(
             cfg, seconds=args.seconds, rounds=args.rounds, cache=args.cache, cache_epochs=args.cache_epochs,
-            warmup_steps=args.warmup_steps, progress=_progress,
+            warmup_steps=args.warmup_steps, threads=args.threads, progress=_progress,
         )
     except BenchmarkError as err:
         print(f"kdlab bench throughput: error: {err}", file=sys.stderr)
@@ -56,13 +57,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"device {result['device']}, batch {result['batch_size']}, {result['seconds']:g} s per configuration "
           f"in {result['rounds']} alternating slices, {result['torch_threads']} torch threads")
-    print(f"{'configuration':<52} {'images/s':>9} {'peak MiB':>9}")
+    print(f"{'images/s (best slice, median)':<52} {'best':>8} {'median':>8} {'peak MiB':>9}")
     for kind, label in _LABELS.items():
-        print(f"{label:<52} {result[kind + '_ips']:9.1f} {result['peak_memory_mb'][kind] or float('nan'):9.0f}")
+        peak = result["peak_memory_mb"][kind] or float("nan")
+        print(f"{label:<52} {result[kind + '_ips']:8.1f} {result['ips_median'][kind]:8.1f} {peak:9.0f}")
     for name, ratio in result["ratios"].items():
         target = result["targets"][name]
         mark = "ok" if result["targets_met"][name] else "BELOW TARGET"
-        print(f"{name:<52} {ratio:9.2f}  (target >= {target:g}: {mark})")
+        print(f"{name:<52} {ratio:8.2f} {result['ratios_median'][name]:8.2f}  (target >= {target:g}: {mark})")
     cache = result["cache"]
     print(f"teacher cache: {cache['epochs']} epoch(s), {cache['bytes'] / 2**20:.1f} MiB, "
           f"built in {cache['seconds']:.1f} s (not timed)")

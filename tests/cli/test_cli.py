@@ -17,7 +17,7 @@ STUDENT_CFG = str(CONFIGS / "demo" / "student.yaml")
 
 TINY = [
     "data.name=synthetic", "data.synthetic_train=64", "data.synthetic_test=32", "data.synthetic_classes=4",
-    "data.synthetic_size=8", "data.batch_size=16", "data.num_workers=0", "model.name=resnet8",
+    "data.synthetic_size=8", "data.batch_size=16", "data.num_workers=0", "data.subset=null", "model.name=resnet8",
     "trainer.device=cpu", "trainer.epochs=1",
 ]
 

@@ -1,0 +1,246 @@
+"""The suite's units of work: one training run, one teacher cache, SSKD's teacher head, the teacher's evaluation.
+
+Each ``task_*`` function is module-level and takes picklable arguments, so the
+scheduler (:mod:`kdlab.benchmarks.suite_schedule`) can run it in a worker
+process; each leaves its result on disk (run folder, cache folder, JSON file)
+and returns a small summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from kdlab.benchmarks.suite_manifest import SuiteError
+
+RUN_FILE = "suite_run.json"  # per run folder: the wall time the suite measured
+CACHE_LINK = "teacher_cache"  # per run folder: a link to the seed's shared cache
+#: fields every per-seed cache holds, so each cached method finds what its terms read
+CACHE_FIELDS = ("embedding", "logits")
+EXIT_INTERRUPTED = 3
+
+
+class SuiteInterrupted(RuntimeError):
+    """A run stopped before completing (signal, time limit); the suite stops there."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep exit_code across process boundaries
+        return (type(self), (str(self), self.exit_code))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run: a config, its overrides and where it goes."""
+
+    method: str
+    seed: int
+    config: Path
+    out_dir: Path
+    overrides: tuple[str, ...]
+    cache: Optional[Path] = None  # the seed's shared teacher cache (None: live teacher or no teacher)
+
+    def load(self) -> Any:
+        """The run's validated config."""
+        from kdlab.config import load_config
+
+        return load_config(self.config, self.overrides)
+
+    def command(self) -> str:
+        """The equivalent ``kdlab train`` command (display-only overrides left out)."""
+        shown = [o for o in self.overrides if not o.startswith("trainer.progress=")]
+        return " ".join(["kdlab train", shown_path(self.config), *shown])
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when below it (shorter, copy-pasteable)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------------- reuse
+def _planned_record(run: PlannedRun) -> Any:
+    """The planned config as a RunRecord (the data views its terms need applied, as the trainer records it)."""
+    from kdlab.config import dump_yaml
+    from kdlab.engine.builders import with_views
+    from kdlab.reporting import RunRecord
+
+    return RunRecord(run.out_dir, yaml.safe_load(dump_yaml(with_views(run.load()))), [])
+
+
+def matches_plan(run: PlannedRun) -> bool:
+    """The folder holds a run of the planned config and seed (operational keys aside)."""
+    from kdlab.reporting import group_key, load_run
+
+    try:
+        record = load_run(run.out_dir)
+    except (ValueError, OSError):
+        return False
+    return group_key(record) == group_key(_planned_record(run)) and record.seed == run.seed
+
+
+def wants_evaluation(cfg: Any) -> bool:
+    """Whether the config asks for post-training evaluation (kNN, linear probe, manifold)."""
+    return bool(cfg.eval.knn or cfg.eval.linear_probe or cfg.eval.manifold)
+
+
+def is_reusable(run: PlannedRun) -> bool:
+    """A completed run of the planned config (with its eval.json when the config asks for one)."""
+    from kdlab.reporting import EVAL_FILE, load_run
+
+    if not (run.out_dir / "final.json").is_file() or not matches_plan(run):
+        return False
+    needs_eval = wants_evaluation(run.load())
+    return load_run(run.out_dir).completed and (not needs_eval or (run.out_dir / EVAL_FILE).is_file())
+
+
+def read_wall_seconds(run_dir: Path) -> Optional[float]:
+    """The wall time the suite recorded for a run folder, if any."""
+    try:
+        value = json.loads((run_dir / RUN_FILE).read_text()).get("wall_seconds")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+# ---------------------------------------------------------------------------------------------- one run
+def evaluate_run(cfg: Any, run_dir: Path) -> dict[str, dict[str, Any]]:
+    """What the config's ``eval.*`` asks (kNN, linear probe, manifold) on last.pt and best.pt -> ``eval.json``.
+
+    The layout is the one :mod:`kdlab.reporting` reads (``{"last": ..., "best": ...}``).
+    """
+    from kdlab.engine.report_eval import evaluate_checkpoint
+    from kdlab.reporting import EVAL_FILE
+
+    options = dict(knn=cfg.eval.knn, linear_probe=cfg.eval.linear_probe, manifold=cfg.eval.manifold)
+    last, best = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    results = {"last": evaluate_checkpoint(cfg, str(last), **options)}
+    if best.is_file() and best.read_bytes() != last.read_bytes():
+        results["best"] = evaluate_checkpoint(cfg, str(best), **options)
+    else:
+        results["best"] = dict(results["last"], checkpoint=str(best))
+    (run_dir / EVAL_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results
+
+
+def _link_cache(run: PlannedRun) -> None:
+    """``<run>/teacher_cache`` -> the seed's shared cache folder."""
+    assert run.cache is not None
+    link = run.out_dir / CACHE_LINK
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        if Path(os.readlink(link)) == run.cache:
+            return
+        link.unlink()
+    elif link.exists():
+        raise SuiteError(f"{link} exists and is not a link to the shared teacher cache {run.cache}")
+    link.symlink_to(run.cache, target_is_directory=True)
+
+
+def task_run(run: PlannedRun, reuse: bool) -> dict[str, Any]:
+    """Train one run (keep a completed one / resume an interrupted one with ``reuse``), evaluate it if asked.
+
+    Without ``reuse`` an existing run folder is deleted first: the trainer appends to
+    metrics.jsonl, so a stale one would mix two runs. Returns ``{"wall_seconds", "reused"}``.
+    """
+    from kdlab.engine.trainer import Trainer
+
+    if reuse and is_reusable(run):
+        return {"wall_seconds": read_wall_seconds(run.out_dir), "reused": True}
+    resume = None
+    if run.out_dir.exists():
+        interrupted = (run.out_dir / "checkpoints" / "last.pt").exists() and not (run.out_dir / "final.json").exists()
+        if reuse and interrupted and matches_plan(run):
+            resume = "auto"  # same config: the trainer continues exactly where it stopped
+        else:
+            shutil.rmtree(run.out_dir)
+    if run.cache is not None:
+        _link_cache(run)
+    started = time.monotonic()
+    cfg = run.load()
+    result = Trainer(cfg).fit(resume=resume)
+    if not result.completed:
+        raise SuiteInterrupted(
+            f"{run.method} seed {run.seed} stopped before completing ({run.out_dir}); "
+            "run the same command again to continue from there",
+            result.exit_code or EXIT_INTERRUPTED,
+        )
+    if wants_evaluation(cfg):
+        evaluate_run(cfg, run.out_dir)
+    wall = round(time.monotonic() - started, 2)
+    summary = {"method": run.method, "seed": run.seed, "wall_seconds": wall, "resumed": resume is not None}
+    (run.out_dir / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return {"wall_seconds": wall, "reused": False}
+
+
+# ---------------------------------------------------------------------------------------------- shared work
+def task_cache(run: PlannedRun, force: bool, verbose: bool) -> dict[str, Any]:
+    """Make sure the seed's shared teacher cache exists with all of :data:`CACHE_FIELDS`.
+
+    Built from ``run``'s config (its seed decides the data order and augmentation of
+    every run reading the cache). ``force`` rebuilds a cache that does not fit (a new
+    teacher). Returns ``{"seconds", "built"}``.
+    """
+    from kdlab.cache import build_cache_from_config
+
+    if run.cache is None:
+        raise ValueError(f"{run.method} seed {run.seed} reads no teacher cache")
+    cfg = run.load()
+    started = time.monotonic()
+    _, built = build_cache_from_config(
+        cfg, run.cache, epochs=cfg.trainer.epochs, fields=list(CACHE_FIELDS), force=force, progress=verbose
+    )
+    return {"seconds": round(time.monotonic() - started, 2), "built": built}
+
+
+def task_prerequisites(run: PlannedRun) -> dict[str, Any]:
+    """Run what ``run``'s loss terms need finished first (SSKD: the teacher's head), once for all seeds.
+
+    The trainer would run them itself; doing it here, as one task, keeps two SSKD
+    runs in parallel workers from training the same head at the same time.
+    """
+    from kdlab.engine.trainer import Trainer
+    from kdlab.methods.build import prerequisites
+
+    started = time.monotonic()
+    done = []
+    for need in prerequisites(run.load()):
+        if Path(need.produces).exists():
+            continue
+        resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
+        result = Trainer(need.config).fit(resume=resume)
+        if not result.completed:
+            raise SuiteInterrupted(f"{need.description} stopped early; run the same command again to continue")
+        done.append(need.description)
+    return {"seconds": round(time.monotonic() - started, 2), "ran": done}
+
+
+def task_pretrained(config: Path, overrides: tuple[str, ...], checkpoint: Path, out_file: Path) -> dict[str, Any]:
+    """Top-1 of the pretrained teacher on the test split, as ``kdlab eval CONFIG --checkpoint`` prints it.
+
+    Kept in ``out_file`` and reused while it names the same checkpoint.
+    """
+    from kdlab.config import load_config
+    from kdlab.engine.report_eval import evaluate_checkpoint
+
+    if out_file.is_file():
+        saved = json.loads(out_file.read_text())
+        if saved.get("checkpoint") == str(checkpoint):
+            return {**saved, "reused": True}
+    started = time.monotonic()
+    result = evaluate_checkpoint(load_config(config, overrides), str(checkpoint))
+    result = {**result, "checkpoint": str(checkpoint), "wall_seconds": round(time.monotonic() - started, 2)}
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return {**result, "reused": False}

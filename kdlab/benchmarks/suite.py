@@ -48,7 +48,7 @@ from kdlab.benchmarks.suite_runs import (
     PlannedRun,
     SuiteInterrupted,
     is_reusable,
-    read_wall_seconds,
+    read_run_times,
     shown_path,
     task_cache,
     task_prerequisites,
@@ -61,6 +61,10 @@ Echo = Callable[[str], None]
 
 MARKER_FILE = "suite.json"
 PRETRAINED_FILE = "teacher_pretrained.json"
+#: without a fine-tune, students read the pretrained weights through this link in <out>/teacher/, so
+#: whatever a method stores beside its teacher (SSKD's head) lands in the suite's folder, never
+#: beside the shared weights
+PRETRAINED_LINK = "pretrained.th"
 EXIT_FAILURES = 1
 
 
@@ -105,10 +109,23 @@ class SuitePlan:
 
     @property
     def teacher_weights(self) -> Path:
-        """The file every student distils from."""
+        """The file every student distils from (the fine-tuned teacher, or a link to the pretrained one)."""
         if self.teacher_run is None:
-            return self.pretrained
+            return self.out_dir / TEACHER / PRETRAINED_LINK
         return self.teacher_run.out_dir / "checkpoints" / "last.pt"
+
+    def link_pretrained(self) -> bool:
+        """Create the link :attr:`teacher_weights` names when there is no fine-tune; True if it changed."""
+        if self.teacher_run is not None:
+            return False
+        link = self.teacher_weights
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and Path(os.readlink(link)) == self.pretrained:
+            return False
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(self.pretrained)
+        return True
 
     def cache_dir(self, seed: int) -> Path:
         return self.out_dir / "teacher_cache" / f"seed{seed}"
@@ -280,16 +297,19 @@ def _write_marker(plan: SuitePlan, extra: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- tasks
-def build_tasks(plan: SuitePlan) -> list[Task]:
-    """The suite as dependent tasks, in the order they should start."""
+def build_tasks(plan: SuitePlan, new_teacher: bool = False) -> list[Task]:
+    """The suite as dependent tasks, in the order they should start.
+
+    ``new_teacher``: the students' teacher changed since an earlier invocation (also implied
+    by a fine-tune that will run again), so its distilled runs and caches are stale.
+    """
     tasks: list[Task] = []
     teacher_deps: tuple[str, ...] = ()
     if plan.evaluate_pretrained:
         tasks.append(Task("pretrained", "pretrained teacher evaluation", task_pretrained,
                           (plan.manifest.teacher.config, plan.teacher_overrides, plan.pretrained,
                            plan.out_dir / PRETRAINED_FILE)))
-    # a teacher that will be (re)trained makes every distilled run and cache of an earlier invocation stale
-    new_teacher = plan.teacher_run is not None and not is_reusable(plan.teacher_run)
+    new_teacher = new_teacher or (plan.teacher_run is not None and not is_reusable(plan.teacher_run))
     if plan.teacher_run is not None:
         tasks.append(Task(TEACHER, "teacher fine-tune", task_run, (plan.teacher_run, True)))
         teacher_deps = (TEACHER,)
@@ -323,6 +343,7 @@ class RunOutcome:
     record: Any  # kdlab.reporting.RunRecord
     wall_seconds: Optional[float]  # the suite's measurement (setup, training, evaluation)
     reused: bool = False
+    cpu_seconds: Optional[float] = None  # CPU time of the process that ran it (the cost on an idle core)
 
 
 @dataclass
@@ -397,7 +418,8 @@ class _Progress:
             self.echo(head + (f"{', '.join(value['ran'])} in {value['seconds']:.0f}s" if value.get("ran") else "done before"))
         else:
             run: PlannedRun = task.args[0]
-            outcome = RunOutcome(run, load_run(run.out_dir), value.get("wall_seconds"), value.get("reused", False))
+            outcome = RunOutcome(run, load_run(run.out_dir), value.get("wall_seconds"), value.get("reused", False),
+                                 value.get("cpu_seconds"))
             if task.key == TEACHER:
                 self.teacher = outcome
             else:
@@ -414,9 +436,9 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
 
     plan = plan_suite(options)
     prepare_out_dir(plan)
-    tasks = build_tasks(plan)
     started_at = datetime.now(timezone.utc)
     _write_marker(plan, {"started": started_at.isoformat(timespec="seconds")})
+    tasks = build_tasks(plan, new_teacher=plan.link_pretrained())
     echo(
         f"kdlab bench suite {plan.manifest.name}: {len(plan.methods)} method(s) x {plan.seeds} seed(s)"
         f"{' + teacher fine-tune' if plan.teacher_run else ''}, {plan.jobs} job(s) side by side, into {plan.out_dir}"
@@ -478,6 +500,6 @@ __all__ = [
     "build_tasks",
     "dry_run",
     "plan_suite",
-    "read_wall_seconds",
+    "read_run_times",
     "run_suite",
 ]

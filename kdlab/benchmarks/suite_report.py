@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
 from pathlib import Path
@@ -48,6 +49,7 @@ def _teacher_row(
     if teacher is not None:
         row = summarize(RunGroup(TEACHER, [teacher.record]))
         row["wall_seconds_mean"], row["wall_seconds_std"] = teacher.wall_seconds, None
+        row["cpu_seconds_mean"], row["cpu_seconds_std"] = teacher.cpu_seconds, None
     elif pretrained_top1 is not None:
         # no fine-tune: the teacher row is the pretrained weights' evaluation (same schema)
         row = {
@@ -56,6 +58,7 @@ def _teacher_row(
             "seconds_mean": None, "seconds_std": None, "epochs": 0, "completed": 1,
             "description": f"pretrained teacher {plan.pretrained}", "runs": [],
             "wall_seconds_mean": pretrained.get("wall_seconds") if pretrained else None, "wall_seconds_std": None,
+            "cpu_seconds_mean": pretrained.get("cpu_seconds") if pretrained else None, "cpu_seconds_std": None,
         }
     else:
         return None
@@ -66,10 +69,13 @@ def _teacher_row(
 
 
 def _relative(path: Path) -> str:
+    """``path`` relative to the working directory when that is short (``../shared/...``), else absolute."""
+    absolute = Path(path).resolve()
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+        relative = os.path.relpath(absolute, Path.cwd().resolve())
+    except ValueError:  # another drive
+        return str(absolute)
+    return relative if relative.split(os.sep)[:3].count(os.pardir) < 3 else str(absolute)
 
 
 def summarize_suite(
@@ -91,8 +97,9 @@ def summarize_suite(
         if not members:
             continue
         row = summarize(RunGroup(spec.name, [m.record for m in members]))
-        walls = [m.wall_seconds for m in members if m.wall_seconds is not None]
-        row["wall_seconds_mean"], row["wall_seconds_std"] = _mean_std(walls)
+        for key in ("wall_seconds", "cpu_seconds"):
+            values = [getattr(m, key) for m in members if getattr(m, key) is not None]
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
         row["teacher_cache"] = any(m.run.cache is not None for m in members)
         row["published_top1"] = published.get(spec.name)
         row["config"] = _relative(spec.config)
@@ -231,6 +238,14 @@ def _terms(cfg: Any) -> str:
     return " + ".join(parts) + ("" if cfg.distill.labels else "; label-free")
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _kwargs(kwargs: dict[str, Any]) -> str:
+    return f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else ""
+
+
 def _schedule(cfg: Any) -> str:
     s = cfg.schedule
     text = s.name
@@ -256,18 +271,21 @@ def protocol_lines(plan: "SuitePlan") -> list[str]:
             "evaluation uses the whole test split",
             f"- input: augmentation `{d.augment}` (padding {d.crop_padding}), normalised with mean {list(d.mean or [])} "
             f"/ std {list(d.std or [])}, `data.pipeline={d.pipeline}`",
-            f"- student: `{cfg.model.name}` from scratch, {t.epochs} epochs, batch {d.batch_size}, {o.name.upper()} "
-            f"lr {o.lr:g} (momentum {o.momentum:g}, weight decay {o.weight_decay:g}), schedule {_schedule(cfg)}, "
-            f"evaluated every {t.eval_every} epoch(s) and at the last; precision {t.precision}, "
-            f"threads {t.num_threads or 'torch default'}",
+            f"- student: `{cfg.model.name}`{_kwargs(cfg.model.kwargs)} from scratch, {_plural(t.epochs, 'epoch')}, "
+            f"batch {d.batch_size}, {o.name.upper()} lr {o.lr:g} (momentum {o.momentum:g}, weight decay "
+            f"{o.weight_decay:g}), schedule {_schedule(cfg)}, evaluated on the test split every "
+            f"{_plural(t.eval_every, 'epoch')} and after the last",
+            f"- compute: precision {t.precision}, channels_last {str(t.channels_last).lower()}, "
+            f"{t.num_threads or 'torch default'} thread(s) per run, {plan.jobs} run(s) side by side",
         ]
     teacher_cfg = load_config(plan.manifest.teacher.config, plan.teacher_overrides)
-    teacher_text = f"- teacher: `{teacher_cfg.model.name}` {teacher_cfg.model.kwargs or ''} from `{_relative(plan.pretrained)}`"
+    teacher_text = (f"- teacher: `{teacher_cfg.model.name}`{_kwargs(teacher_cfg.model.kwargs)} "
+                    f"from `{_relative(plan.pretrained)}`")
     if plan.teacher_run is not None:
         ft = plan.teacher_run.load()
         subset = f"{ft.data.subset} training images" if ft.data.subset else "every training image"
         teacher_text += (
-            f", fine-tuned {ft.trainer.epochs} epoch(s) on {subset} ({ft.optim.name.upper()} lr {ft.optim.lr:g}, "
+            f", fine-tuned {_plural(ft.trainer.epochs, 'epoch')} on {subset} ({ft.optim.name.upper()} lr {ft.optim.lr:g}, "
             f"{_schedule(ft)}, batch {ft.data.batch_size}); students distil from its last checkpoint"
         )
     else:
@@ -293,23 +311,37 @@ def protocol_lines(plan: "SuitePlan") -> list[str]:
     return lines
 
 
+def _teacher_source(plan_row: dict[str, Any]) -> str:
+    if plan_row["method"] == TEACHER:
+        return "(the teacher's fine-tune)" if plan_row.get("epochs") else "(evaluation)"
+    if plan_row.get("teacher_cache"):
+        return "cache"
+    return "live" if plan_row.get("teacher") else "-"
+
+
 def _cost_lines(result: "SuiteResult") -> list[str]:
     from kdlab.reporting.tables import format_seconds
 
-    lines = ["| method | runs | training s/run | wall s/run | teacher |", "|---|---|---|---|---|"]
+    lines = ["| method | runs | training / run | wall / run | CPU / run | teacher |", "|---|---|---|---|---|---|"]
     for row in result.rows:
-        teacher = "fine-tune" if row["method"] == TEACHER else ("cache" if row.get("teacher_cache") else "live/none")
         lines.append(
             f"| {row['method']} | {row.get('seeds', '')} | {format_seconds(row.get('seconds_mean'))} | "
-            f"{format_seconds(row.get('wall_seconds_mean'))} | {teacher} |"
+            f"{format_seconds(row.get('wall_seconds_mean'))} | {format_seconds(row.get('cpu_seconds_mean'))} | "
+            f"{_teacher_source(plan_row=row)} |"
         )
     lines.append("")
     caches = result.timings.get("caches", {})
-    built = {seed: c["seconds"] for seed, c in caches.items() if c.get("built")}
+    built = {seed: c for seed, c in caches.items() if c.get("built")}
     if built:
         lines.append(
-            "- teacher cache, built once per seed: " + ", ".join(f"seed {s}: {format_seconds(v)}" for s, v in built.items())
+            "- teacher cache, built once per seed (wall / CPU): "
+            + ", ".join(f"seed {s}: {format_seconds(c.get('seconds'))} / {format_seconds(c.get('cpu_seconds'))}"
+                        for s, c in built.items())
         )
+    for method, info in result.timings.get("prerequisites", {}).items():
+        if info.get("ran"):
+            lines.append(f"- {method}: {', '.join(info['ran'])}, once for all seeds (wall / CPU): "
+                         f"{format_seconds(info.get('seconds'))} / {format_seconds(info.get('cpu_seconds'))}")
     if result.timings.get("teacher_pretrained_eval") is not None:
         lines.append(f"- pretrained teacher evaluation: {format_seconds(result.timings['teacher_pretrained_eval'])}")
     lines.append(
@@ -317,8 +349,11 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
         "process" + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "
                      "shares the cores)" if result.load_average is not None else "")
     )
-    lines.append("- training s/run: the trainer's epoch times; wall s/run: setup, training, per-epoch evaluation "
-                 "and (label-free runs) the linear probe, as the suite measured it")
+    lines.append(
+        f"- training: the trainer's epoch times; wall: setup, training, per-epoch evaluation and (label-free runs) "
+        f"the linear probe, as the suite measured it with {result.plan.jobs} run(s) side by side; CPU: the CPU "
+        "time of the process that ran it, which is what the run costs on an otherwise idle core"
+    )
     return lines
 
 
@@ -333,6 +368,11 @@ def _teacher_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     if after is not None and row.get("epochs"):
         parts.append(f"after the fine-tune: {after:.2f}%" + (f" ({after - before:+.2f})" if before is not None else ""))
     return ["- " + p for p in parts]
+
+
+def _without_dry_run(command: str) -> str:
+    """The command a ``--dry-run`` stands for: the same one without ``--dry-run``."""
+    return " ".join(part for part in command.split(" ") if part != "--dry-run")
 
 
 def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
@@ -351,7 +391,8 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
     else:
         lines += ["Generated by `kdlab bench suite --dry-run` from the suite's configs: the protocol and the command, "
                   "no results yet.", ""]
-    lines += ["## Command", "", "```bash", plan.options.command, "```", ""]
+    command = plan.options.command if result is not None else _without_dry_run(plan.options.command)
+    lines += ["## Command", "", "```bash", command, "```", ""]
     lines += ["## Protocol", ""] + protocol_lines(plan) + [""]
     readme = manifest.folder / "README.md"
     if readme.is_file():

@@ -69,6 +69,14 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def apply_threads(cfg: Any) -> None:
+    """``trainer.num_threads`` for work done outside the trainer (cache, evaluation), as the trainer applies it."""
+    if cfg.trainer.num_threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.trainer.num_threads)
+
+
 # ---------------------------------------------------------------------------------------------- reuse
 def _planned_record(run: PlannedRun) -> Any:
     """The planned config as a RunRecord (the data views its terms need applied, as the trainer records it)."""
@@ -105,13 +113,16 @@ def is_reusable(run: PlannedRun) -> bool:
     return load_run(run.out_dir).completed and (not needs_eval or (run.out_dir / EVAL_FILE).is_file())
 
 
-def read_wall_seconds(run_dir: Path) -> Optional[float]:
-    """The wall time the suite recorded for a run folder, if any."""
+def read_run_times(run_dir: Path) -> dict[str, Optional[float]]:
+    """``{"wall_seconds", "cpu_seconds"}`` the suite recorded for a run folder (None when unknown)."""
     try:
-        value = json.loads((run_dir / RUN_FILE).read_text()).get("wall_seconds")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
+        saved = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if not isinstance(saved, dict):
+        saved = {}
+    return {key: float(saved[key]) if isinstance(saved.get(key), (int, float)) else None
+            for key in ("wall_seconds", "cpu_seconds")}
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -157,7 +168,7 @@ def task_run(run: PlannedRun, reuse: bool) -> dict[str, Any]:
     from kdlab.engine.trainer import Trainer
 
     if reuse and is_reusable(run):
-        return {"wall_seconds": read_wall_seconds(run.out_dir), "reused": True}
+        return {**read_run_times(run.out_dir), "reused": True}
     resume = None
     if run.out_dir.exists():
         interrupted = (run.out_dir / "checkpoints" / "last.pt").exists() and not (run.out_dir / "final.json").exists()
@@ -167,7 +178,7 @@ def task_run(run: PlannedRun, reuse: bool) -> dict[str, Any]:
             shutil.rmtree(run.out_dir)
     if run.cache is not None:
         _link_cache(run)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     cfg = run.load()
     result = Trainer(cfg).fit(resume=resume)
     if not result.completed:
@@ -179,9 +190,12 @@ def task_run(run: PlannedRun, reuse: bool) -> dict[str, Any]:
     if wants_evaluation(cfg):
         evaluate_run(cfg, run.out_dir)
     wall = round(time.monotonic() - started, 2)
-    summary = {"method": run.method, "seed": run.seed, "wall_seconds": wall, "resumed": resume is not None}
+    # CPU time of this process: what the run costs on an idle core, whatever else shares the machine
+    cpu = round(time.process_time() - cpu_started, 2)
+    summary = {"method": run.method, "seed": run.seed, "wall_seconds": wall, "cpu_seconds": cpu,
+               "resumed": resume is not None}
     (run.out_dir / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return {"wall_seconds": wall, "reused": False}
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "reused": False}
 
 
 # ---------------------------------------------------------------------------------------------- shared work
@@ -197,11 +211,13 @@ def task_cache(run: PlannedRun, force: bool, verbose: bool) -> dict[str, Any]:
     if run.cache is None:
         raise ValueError(f"{run.method} seed {run.seed} reads no teacher cache")
     cfg = run.load()
-    started = time.monotonic()
+    apply_threads(cfg)
+    started, cpu_started = time.monotonic(), time.process_time()
     _, built = build_cache_from_config(
         cfg, run.cache, epochs=cfg.trainer.epochs, fields=list(CACHE_FIELDS), force=force, progress=verbose
     )
-    return {"seconds": round(time.monotonic() - started, 2), "built": built}
+    return {"seconds": round(time.monotonic() - started, 2), "cpu_seconds": round(time.process_time() - cpu_started, 2),
+            "built": built}
 
 
 def task_prerequisites(run: PlannedRun) -> dict[str, Any]:
@@ -213,7 +229,7 @@ def task_prerequisites(run: PlannedRun) -> dict[str, Any]:
     from kdlab.engine.trainer import Trainer
     from kdlab.methods.build import prerequisites
 
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     done = []
     for need in prerequisites(run.load()):
         if Path(need.produces).exists():
@@ -223,7 +239,8 @@ def task_prerequisites(run: PlannedRun) -> dict[str, Any]:
         if not result.completed:
             raise SuiteInterrupted(f"{need.description} stopped early; run the same command again to continue")
         done.append(need.description)
-    return {"seconds": round(time.monotonic() - started, 2), "ran": done}
+    return {"seconds": round(time.monotonic() - started, 2), "cpu_seconds": round(time.process_time() - cpu_started, 2),
+            "ran": done}
 
 
 def task_pretrained(config: Path, overrides: tuple[str, ...], checkpoint: Path, out_file: Path) -> dict[str, Any]:
@@ -238,9 +255,12 @@ def task_pretrained(config: Path, overrides: tuple[str, ...], checkpoint: Path, 
         saved = json.loads(out_file.read_text())
         if saved.get("checkpoint") == str(checkpoint):
             return {**saved, "reused": True}
-    started = time.monotonic()
-    result = evaluate_checkpoint(load_config(config, overrides), str(checkpoint))
-    result = {**result, "checkpoint": str(checkpoint), "wall_seconds": round(time.monotonic() - started, 2)}
+    cfg = load_config(config, overrides)
+    apply_threads(cfg)
+    started, cpu_started = time.monotonic(), time.process_time()
+    result = evaluate_checkpoint(cfg, str(checkpoint))
+    result = {**result, "checkpoint": str(checkpoint), "wall_seconds": round(time.monotonic() - started, 2),
+              "cpu_seconds": round(time.process_time() - cpu_started, 2)}
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return {**result, "reused": False}

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import contextlib
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -65,14 +67,14 @@ def configuration(kind: str, cfg: Config, *, out_dir: Path, cache: Optional[Path
 class _Worker:
     """A worker process and its JSON-lines channel."""
 
-    def __init__(self, kind: str, cfg: Config, log_dir: Path, threads: Optional[int]) -> None:
+    def __init__(self, kind: str, cfg: Config, workdir: Path, threads: Optional[int]) -> None:
         self.kind = kind
-        self.log = (log_dir / f"{kind}.stderr").open("w+")
+        self.log = (workdir / f"{kind}.stderr").open("w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kdlab.benchmarks.throughput_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
         )
-        self.send({"kind": kind, "config": to_dict(cfg), "threads": threads})
+        self.send({"kind": kind, "config": to_dict(cfg), "threads": threads, "workdir": str(workdir)})
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -116,6 +118,24 @@ class _Worker:
         self.log.close()
 
 
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit, so that the workers and the temporary folder are cleaned up on the way out."""
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _say(progress: Optional[Callable[[str], None]], message: str) -> None:
     if progress is not None:
         progress(message)
@@ -142,12 +162,13 @@ def bench_throughput(
         threads: torch intra-op threads of every configuration (default: torch's default, one per core).
         progress: called with one line per phase (e.g. ``print`` to stderr), or None.
 
-    Returns a JSON-able dict: ``<kind>_ips``, ``ratios``, ``targets_met``,
-    ``peak_memory_mb`` (host VmHWM per configuration), ``cuda_peak_memory_mb``,
-    ``slices_ips``, ``cache`` and the settings.
+    Returns a JSON-able dict: ``<kind>_ips`` (best slice), ``ips_median``,
+    ``ips_mean``, ``ratios`` (of the best slices), ``ratios_median``,
+    ``targets_met``, ``peak_memory_mb`` (host VmHWM per configuration),
+    ``peak_memory_above_baseline_mb`` (the same minus the reading after the
+    imports), ``cuda_peak_memory_mb``, ``slices_ips``, ``cache`` and the settings.
     """
     from kdlab.benchmarks.throughput_reference import kd_settings
-    from kdlab.cache import build_cache_from_config
 
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
@@ -159,6 +180,17 @@ def bench_throughput(
     if cfg.data.name != "imagefolder":
         raise ConfigError(f"bench throughput compares with torchvision's ImageFolder: data.name must be imagefolder, "
                           f"got {cfg.data.name!r}")
+    with _sigterm_as_exit():
+        return _run(cfg, seconds=seconds, rounds=rounds, cache=cache, cache_epochs=cache_epochs,
+                    warmup_steps=warmup_steps, threads=threads, progress=progress)
+
+
+def _run(cfg: Config, *, seconds: float, rounds: int,
+         cache: Optional[str | Path], cache_epochs: int, warmup_steps: int, threads: Optional[int],
+         progress: Optional[Callable[[str], None]]) -> dict[str, Any]:
+    """Build the cache, start the workers, alternate the slices; always stop the workers and clean up."""
+    from kdlab.cache import build_cache_from_config
+
     workdir = Path(tempfile.mkdtemp(prefix="kdlab-bench-throughput-"))
     workers: list[_Worker] = []
     try:
@@ -197,6 +229,13 @@ def bench_throughput(
     return _summary(cfg, slices, memory, ready, cache_info, seconds, rounds, warmup_steps, threads)
 
 
+def _above(memory: dict[str, Any]) -> Optional[float]:
+    """Peak host memory beyond the worker's reading after importing torch, torchvision and kdlab."""
+    if memory.get("host") is None or memory.get("baseline") is None:
+        return None
+    return memory["host"] - memory["baseline"]
+
+
 def _ratios(ips: dict[str, float]) -> dict[str, float]:
     out = {}
     for name in TARGETS:
@@ -225,6 +264,7 @@ def _summary(cfg: Config, slices: dict[str, list[dict[str, Any]]], memory: dict[
         targets={name: target for name, target in TARGETS.items()},
         targets_met={name: ratios[name] >= target for name, target in TARGETS.items()},
         peak_memory_mb={kind: memory[kind]["host"] for kind in KINDS},
+        peak_memory_above_baseline_mb={kind: _above(memory[kind]) for kind in KINDS},
         cuda_peak_memory_mb={kind: memory[kind]["cuda"] for kind in KINDS},
         slices_ips=speeds,
         setup_seconds={kind: ready[kind]["setup_seconds"] for kind in KINDS},

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -64,14 +64,14 @@ def extract_training_images(cfg: Config, into: Path) -> Path:
 class ReferenceKD:
     """Builds the plain loop from a kdlab config; :meth:`step` trains on one batch."""
 
-    def __init__(self, cfg: Config, device: torch.device) -> None:
+    def __init__(self, cfg: Config, device: torch.device, workdir: Optional[Path] = None) -> None:
         from kdlab.data.build import normalisation, resolve_image_size
         from kdlab.data.sources import open_source
         from kdlab.engine.builders import resolve_teacher_source
         from kdlab.models import create_model
 
         self.device = device
-        self.tmp = Path(tempfile.mkdtemp(prefix="kdlab-bench-reference-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix="reference-images-", dir=workdir))
         source = open_source(cfg.data)
         size = resolve_image_size(cfg.data, source)
         mean, std = normalisation(cfg.data, source)

@@ -11,6 +11,7 @@ import dataclasses
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
@@ -58,14 +59,14 @@ def run_trainer(cfg: Any, channel: Channel) -> None:
     raise RuntimeError("the training loop ended before the benchmark said stop")
 
 
-def run_reference(cfg: Any, channel: Channel) -> None:
+def run_reference(cfg: Any, channel: Channel, workdir: Optional[str]) -> None:
     """Time the plain PyTorch reference loop."""
     from kdlab.benchmarks.throughput_reference import ReferenceKD
     from kdlab.engine.builders import resolve_device
 
     started = time.perf_counter()
     device = resolve_device(cfg.trainer.device)
-    reference = ReferenceKD(cfg, device)
+    reference = ReferenceKD(cfg, device, Path(workdir) if workdir else None)
     clock = SliceClock(channel, device)
     state: dict[str, Any] = {"batches": None}
 
@@ -100,18 +101,24 @@ def main() -> int:
     kind = setup.get("kind")
     if setup.get("threads"):
         torch.set_num_threads(int(setup["threads"]))
+    # Every worker imports the same libraries before its baseline reading, so that
+    # peak - baseline is what the configuration itself (data, networks, activations) costs.
+    import kdlab.benchmarks.throughput_reference  # noqa: F401  (torchvision)
+    import kdlab.engine.trainer  # noqa: F401
+
+    baseline = peak_memory_mb()["host"]
     try:
         from kdlab.config import from_dict
 
         cfg = from_dict(setup["config"])
         if kind == "reference":
-            run_reference(cfg, channel)
+            run_reference(cfg, channel, setup.get("workdir"))
         elif kind in KINDS:
             run_trainer(cfg, channel)
         else:
             raise ValueError(f"unknown benchmark configuration {kind!r}; expected one of {KINDS}")
     except Finished:
-        channel.send({"peak_memory_mb": peak_memory_mb()})
+        channel.send({"peak_memory_mb": {**peak_memory_mb(), "baseline": baseline}})
         return 0
     except BaseException as err:  # report anything to the parent, which names the configuration
         traceback.print_exc(file=sys.stderr)

@@ -24,7 +24,7 @@ from kdlab.models.features import Features
 
 from .checksum import input_checksums
 from .errors import TeacherCacheError
-from .outputs import CACHEABLE_FIELDS, OutputLayout
+from .outputs import CACHEABLE_FIELDS, STORE_DTYPES, OutputLayout
 from .soft_labels import resolve_top_k
 from .storage import CacheWriter
 from .teacher_cache import AUG_PREFIX, TeacherCache
@@ -72,6 +72,7 @@ def build_teacher_cache(
     fields: Iterable[str],
     epochs: int,
     top_k: Optional[int] = None,
+    store_dtype: str = "float16",
     autocast: Optional[Any] = None,
     progress: bool = False,
 ) -> TeacherCache:
@@ -83,6 +84,8 @@ def build_teacher_cache(
         teacher: the frozen teacher (a FrozenTeacher: eval mode, input re-normalisation).
         fields: teacher outputs to keep, any of ``logits``, ``embedding``.
         top_k: logits kept per row; None: automatic (full logits up to 100 classes), 0: full logits.
+        store_dtype: ``float16`` (default) or ``float32`` (full logits and embeddings then equal the live
+            teacher's bit for bit, so a cached run equals a live one).
         autocast: an autocast context for the teacher forward (the run's precision), or None for fp32.
 
     Returns the opened cache (another process's, if it published one first).
@@ -91,6 +94,8 @@ def build_teacher_cache(
     if not requested or requested - set(CACHEABLE_FIELDS):
         raise TeacherCacheError(f"a teacher cache holds some of {CACHEABLE_FIELDS}, asked for {sorted(requested)}")
     fields = tuple(f for f in CACHEABLE_FIELDS if f in requested)
+    if store_dtype not in STORE_DTYPES:
+        raise TeacherCacheError(f"teacher outputs are stored as one of {STORE_DTYPES}, got {store_dtype!r}")
     if epochs < 1:
         raise TeacherCacheError(f"a teacher cache needs at least 1 epoch, asked for {epochs}")
     full = full_batch_stream(stream)
@@ -118,7 +123,9 @@ def build_teacher_cache(
                 with torch.inference_mode(), (autocast if autocast is not None else nullcontext()):
                     features = _teacher_outputs(teacher, inputs, fields)
                 if layout is None:
-                    layout, arrays, meta = _allocate(writer, batch, features, fields, epochs, steps, top_k)
+                    layout, arrays, meta = _allocate(
+                        writer, batch, features, fields, epochs, steps, top_k, store_dtype
+                    )
                 where = (epoch, step)
                 arrays["index"][where] = batch["index"].cpu().numpy()
                 for name, value in batch["aug"].items():
@@ -156,6 +163,7 @@ def _allocate(
     epochs: int,
     steps: int,
     top_k: Optional[int],
+    store_dtype: str,
 ) -> tuple[OutputLayout, dict[str, np.ndarray], dict[str, Any]]:
     """Create every array once the first batch shows the shapes."""
     images = batch["image"]
@@ -164,7 +172,8 @@ def _allocate(
     lead = (epochs, steps)
     num_classes = int(features.logits.shape[-1]) if "logits" in fields else 0
     embedding_dim = int(features.embedding.shape[-1]) if "embedding" in fields else 0
-    layout = OutputLayout(fields, num_classes, resolve_top_k(top_k, num_classes) if num_classes else 0, embedding_dim)
+    k = resolve_top_k(top_k, num_classes) if num_classes else 0
+    layout = OutputLayout(fields, num_classes, k, embedding_dim, store_dtype)
     arrays = {
         "index": writer.array("index", lead + (columns,), np.int32),
         "checksum": writer.array("checksum", lead + (columns * views,), np.float32),

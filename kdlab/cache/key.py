@@ -8,31 +8,14 @@ uses it; the run's ``trainer.seed`` still decides the initialisation).
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 from kdlab.config import Config
 from kdlab.data.types import DataBundle
+from kdlab.engine.checkpoint import file_sha256
 
 #: key entries a run may differ in and still use the cache
 RUN_MAY_DIFFER = frozenset({"schedule.seed"})
-
-_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, remembered per (path, size, mtime) for the life of the process."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    memo = (str(path), stat.st_size, stat.st_mtime_ns)
-    if memo not in _HASHES:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _HASHES[memo] = digest.hexdigest()
-    return _HASHES[memo]
 
 
 def teacher_identity(cfg: Config) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Per cached step the cache holds, for the ``rows`` network inputs of the
 global batch (images x views, image-major like the Distiller's flattening):
-the full logits (fp16, exact mode) or the top-k logits + indices + residual
-logit (:mod:`kdlab.cache.soft_labels`), and/or the pooled embedding (fp16).
+the full logits (exact mode) or the top-k logits + indices + residual logit
+(:mod:`kdlab.cache.soft_labels`), and/or the pooled embedding; fp16 by
+default, fp32 on request.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kdlab.models.features import Features
 
 from .errors import TeacherCacheError
 from .soft_labels import compress_logits, reconstruct_logits
+from .transfer import to_device
 
 #: teacher outputs a cache can hold
 CACHEABLE_FIELDS = ("logits", "embedding")
@@ -46,27 +48,37 @@ def required_outputs(terms: Mapping[str, Any]) -> dict[str, list[str]]:
     return needed
 
 
+#: how teacher outputs may be stored: fp16 (half the bytes) or fp32 (a cached run equals a live one bit for bit)
+STORE_DTYPES = ("float16", "float32")
+
+
 @dataclass(frozen=True)
 class OutputLayout:
-    """What a cache stores per row: ``fields``, and for logits the class count and k (0: full logits)."""
+    """What a cache stores per row: ``fields``, for logits the class count and k (0: full logits), the dtype."""
 
     fields: tuple[str, ...]
     num_classes: int = 0
     top_k: int = 0
     embedding_dim: int = 0
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in STORE_DTYPES:
+            raise TeacherCacheError(f"teacher outputs are stored as one of {STORE_DTYPES}, got {self.dtype!r}")
 
     def to_meta(self) -> dict[str, Any]:
         return {
             "fields": list(self.fields),
             "logits": {"mode": "topk" if self.top_k else "full", "top_k": self.top_k, "num_classes": self.num_classes},
             "embedding_dim": self.embedding_dim,
+            "store_dtype": self.dtype,
         }
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "OutputLayout":
         logits = meta.get("logits", {})
         return cls(tuple(meta["fields"]), int(logits.get("num_classes", 0)), int(logits.get("top_k", 0)),
-                   int(meta.get("embedding_dim", 0)))
+                   int(meta.get("embedding_dim", 0)), str(meta.get("store_dtype", "float16")))
 
     def allocate(self, writer: Any, lead: tuple[int, ...]) -> dict[str, np.ndarray]:
         """The output arrays of a new cache, each shaped ``lead + (per-row shape)``."""
@@ -74,13 +86,13 @@ class OutputLayout:
         if "logits" in self.fields:
             if self.top_k:
                 index_dtype = np.int16 if self.num_classes <= np.iinfo(np.int16).max else np.int32
-                arrays["topk_logits"] = writer.array("topk_logits", lead + (self.top_k,), np.float16)
+                arrays["topk_logits"] = writer.array("topk_logits", lead + (self.top_k,), self.dtype)
                 arrays["topk_index"] = writer.array("topk_index", lead + (self.top_k,), index_dtype)
                 arrays["residual_logit"] = writer.array("residual_logit", lead, np.float32)
             else:
-                arrays["logits"] = writer.array("logits", lead + (self.num_classes,), np.float16)
+                arrays["logits"] = writer.array("logits", lead + (self.num_classes,), self.dtype)
         if "embedding" in self.fields:
-            arrays["embedding"] = writer.array("embedding", lead + (self.embedding_dim,), np.float16)
+            arrays["embedding"] = writer.array("embedding", lead + (self.embedding_dim,), self.dtype)
         return arrays
 
     def store(self, arrays: dict[str, np.ndarray], where: tuple[int, ...], features: Features) -> None:
@@ -103,19 +115,12 @@ class OutputLayout:
         embedding: Optional[torch.Tensor] = None
         if "logits" in self.fields:
             if self.top_k:
-                values = _to_device(read("topk_logits", where), device)
-                indices = _to_device(read("topk_index", where), device)
-                residual = _to_device(read("residual_logit", where), device)
+                values = to_device(read("topk_logits", where), device)
+                indices = to_device(read("topk_index", where), device)
+                residual = to_device(read("residual_logit", where), device)
                 logits = reconstruct_logits(values, indices, residual, self.num_classes)
             else:
-                logits = _to_device(read("logits", where), device).float()
+                logits = to_device(read("logits", where), device).float()
         if "embedding" in self.fields:
-            embedding = _to_device(read("embedding", where), device).float()
+            embedding = to_device(read("embedding", where), device).float()
         return Features(logits=logits, embedding=embedding, stages=[], preact_stages=[])  # type: ignore[arg-type]
-
-
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)

@@ -17,7 +17,7 @@ from .outputs import CACHEABLE_FIELDS, required_outputs
 from .soft_labels import resolve_top_k
 from .storage import META_FILE, cache_exists
 from .teacher_cache import TeacherCache
-from .use import cache_epochs, cache_top_k, fast_stream, run_cache_key
+from .use import cache_epochs, cache_store_dtype, cache_top_k, fast_stream, run_cache_key
 
 
 def _terms_outputs(cfg: Config, data: Any, teacher: Any, device: torch.device) -> dict[str, list[str]]:
@@ -34,7 +34,7 @@ def _terms_outputs(cfg: Config, data: Any, teacher: Any, device: torch.device) -
 
 
 def _stale_reasons(cache: TeacherCache, key: dict[str, Any], fields: Sequence[str], epochs: int,
-                   top_k: Optional[int]) -> list[str]:
+                   top_k: Optional[int], store_dtype: Optional[str]) -> list[str]:
     reasons = key_differences(cache.key, key)
     missing = sorted(set(fields) - set(cache.layout.fields))
     if missing:
@@ -46,6 +46,8 @@ def _stale_reasons(cache: TeacherCache, key: dict[str, Any], fields: Sequence[st
         if wanted != cache.layout.top_k:
             have = cache.layout.top_k or "full logits"
             reasons.append(f"top_k: cache has {have}, asked for {wanted or 'full logits'}")
+    if store_dtype is not None and store_dtype != cache.layout.dtype:
+        reasons.append(f"store dtype: cache has {cache.layout.dtype}, asked for {store_dtype}")
     return reasons
 
 
@@ -56,6 +58,7 @@ def build_cache_from_config(
     epochs: Optional[int] = None,
     top_k: Optional[int] = None,
     fields: Optional[Sequence[str]] = None,
+    store_dtype: Optional[str] = None,
     force: bool = False,
     progress: bool = True,
 ) -> tuple[TeacherCache, bool]:
@@ -63,7 +66,8 @@ def build_cache_from_config(
 
     ``path`` defaults to ``distill.teacher_cache``; ``epochs`` to
     ``distill.teacher_cache_epochs`` or ``trainer.epochs``; ``fields`` to the
-    outputs the config's loss terms read. An existing cache that fits is
+    outputs the config's loss terms read; ``store_dtype`` to float16 (an
+    existing cache of the other dtype is reused unless a dtype is asked for). An existing cache that fits is
     reused; one that does not is refused (TeacherCacheMismatchError listing
     what differs) unless ``force``, which rebuilds it.
     """
@@ -94,7 +98,7 @@ def build_cache_from_config(
         raise ConfigError(f"--fields {','.join(fields)}: {unknown} cannot be cached; choose from {CACHEABLE_FIELDS}")
     key = run_cache_key(cfg, data)
     if cache_exists(target):
-        reasons = _stale_reasons(TeacherCache(target), key, fields, epochs, top_k)
+        reasons = _stale_reasons(TeacherCache(target), key, fields, epochs, top_k, store_dtype)
         if not reasons:
             return TeacherCache(target), False
         if not force:
@@ -109,6 +113,6 @@ def build_cache_from_config(
         target.rmdir()  # an empty folder left for the cache
     cache = build_teacher_cache(
         target, key=key, stream=fast_stream(data), teacher=teacher, fields=fields, epochs=epochs, top_k=top_k,
-        autocast=autocast_for(cfg, device), progress=progress,
+        store_dtype=store_dtype or cache_store_dtype(cfg), autocast=autocast_for(cfg, device), progress=progress,
     )
     return cache, True

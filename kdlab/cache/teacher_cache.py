@@ -14,6 +14,7 @@ from .errors import TeacherCacheError, TeacherCacheMismatchError
 from .key import RUN_MAY_DIFFER, key_differences
 from .outputs import OutputLayout
 from .storage import CacheFiles
+from .transfer import to_device
 
 AUG_PREFIX = "aug_"
 
@@ -98,9 +99,9 @@ class TeacherCache:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(sample indices, augmentation parameters) of ``columns`` of the cached batch, on ``device``."""
         where = (epoch, step, columns)
-        index = torch.from_numpy(self.read("index", where)).to(device=device, dtype=torch.long)
+        index = to_device(self.read("index", where), device, torch.long)
         params = {
-            key: torch.from_numpy(self.read(AUG_PREFIX + key, where)).to(device=device, dtype=_torch_dtype(dtype))
+            key: to_device(self.read(AUG_PREFIX + key, where), device, _torch_dtype(dtype))
             for key, dtype in self.aug_dtypes.items()
         }
         return index, params
@@ -117,7 +118,7 @@ class TeacherCache:
         return slice(start * self.views, stop * self.views)
 
     def checksums(self, epoch: int, step: int, rows: slice, device: torch.device) -> torch.Tensor:
-        return torch.from_numpy(self.read("checksum", (epoch, step, rows))).to(device)
+        return to_device(self.read("checksum", (epoch, step, rows)), device)
 
     def features(self, epoch: int, step: int, rows: slice, device: torch.device) -> Features:
         """The teacher's outputs for ``rows`` of a cached step, float32 on ``device``."""
@@ -133,6 +134,7 @@ class TeacherCache:
             "views": self.views,
             "fields": list(self.layout.fields),
             "logits": "full" if not self.layout.top_k else f"top-{self.layout.top_k}",
+            "store_dtype": self.layout.dtype,
             "num_classes": self.layout.num_classes,
             "seed": self.seed,
             "bytes": self.files.size_bytes(),

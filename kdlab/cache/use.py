@@ -47,10 +47,9 @@ def cache_top_k(cfg: Config) -> Optional[int]:
     return getattr(cfg.distill, "teacher_cache_top_k", None)
 
 
-def _distributed() -> tuple[bool, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size() > 1, torch.distributed.get_rank()
-    return False, 0
+def cache_store_dtype(cfg: Config) -> str:
+    """``distill.teacher_cache_dtype`` if that key exists, else ``float16``."""
+    return str(getattr(cfg.distill, "teacher_cache_dtype", None) or "float16")
 
 
 def ensure_teacher_cache(
@@ -64,17 +63,18 @@ def ensure_teacher_cache(
     progress: bool = False,
 ) -> TeacherCache:
     """Open the cache at ``path``, building it first if it does not exist (rank 0 builds, the others wait)."""
+    from kdlab.engine.distributed import main_first
+
     path = Path(path)
-    distributed, rank = _distributed()
-    if not cache_exists(path) and rank == 0:
-        if teacher is None:
-            raise TeacherCacheError(f"teacher cache {path} does not exist and there is no teacher to build it")
-        build_teacher_cache(
-            path, key=run_cache_key(cfg, bundle), stream=fast_stream(bundle), teacher=teacher, fields=fields,
-            epochs=cache_epochs(cfg), top_k=cache_top_k(cfg), autocast=autocast, progress=progress,
-        )
-    if distributed:
-        torch.distributed.barrier()
+    with main_first():  # rank 0 builds a missing cache; the other ranks then find it finished
+        if not cache_exists(path):
+            if teacher is None:
+                raise TeacherCacheError(f"teacher cache {path} does not exist and there is no teacher to build it")
+            build_teacher_cache(
+                path, key=run_cache_key(cfg, bundle), stream=fast_stream(bundle), teacher=teacher, fields=fields,
+                epochs=cache_epochs(cfg), top_k=cache_top_k(cfg), store_dtype=cache_store_dtype(cfg),
+                autocast=autocast, progress=progress,
+            )
     return TeacherCache(path)
 
 
@@ -99,4 +99,19 @@ def use_teacher_cache(cfg: Config, bundle: DataBundle, distiller: Any, device: t
         autocast=autocast_for(cfg, device), progress=cfg.trainer.progress != "none",
     )
     cache.check_usable(run_cache_key(cfg, bundle), needed, cfg.trainer.epochs)
+    _announce(cfg, cache)
     return dataclasses.replace(bundle, train=CachedTeacherStream(cache, fast_stream(bundle), device))
+
+
+def _announce(cfg: Config, cache: TeacherCache) -> None:
+    """One line (rank 0, unless progress is off): where the teacher outputs come from, and whose schedule."""
+    from kdlab.engine.distributed import is_main_process
+    from kdlab.engine.progress import say
+
+    if not is_main_process():
+        return
+    schedule = f"seed {cache.seed}"
+    if cache.seed != cfg.trainer.seed:
+        schedule += f"; trainer.seed={cfg.trainer.seed} still seeds the initialisation"
+    say(cfg.trainer.progress, f"teacher outputs from cache {cache.path} ({cache.epochs} epoch(s), "
+                              f"{', '.join(cache.layout.fields)}); data order and augmentation: the cache's {schedule}")

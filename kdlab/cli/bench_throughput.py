@@ -57,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"device {result['device']}, batch {result['batch_size']}, {result['seconds']:g} s per configuration "
           f"in {result['rounds']} alternating slices, {result['torch_threads']} torch threads")
-    print(f"{'images/s (best slice, median)':<52} {'best':>8} {'median':>8} {'peak MiB':>9}")
+    print(f"{'images/s (best slice, median); peak MiB (+ above imports)':<52} {'best':>8} {'median':>8} "
+          f"{'peak':>7} {'+':>6}")
     for kind, label in _LABELS.items():
         peak = result["peak_memory_mb"][kind] or float("nan")
-        print(f"{label:<52} {result[kind + '_ips']:8.1f} {result['ips_median'][kind]:8.1f} {peak:9.0f}")
+        above = result["peak_memory_above_baseline_mb"][kind]
+        print(f"{label:<52} {result[kind + '_ips']:8.1f} {result['ips_median'][kind]:8.1f} {peak:7.0f} "
+              f"{above if above is not None else float('nan'):6.0f}")
     for name, ratio in result["ratios"].items():
         target = result["targets"][name]
         mark = "ok" if result["targets_met"][name] else "BELOW TARGET"

@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fields", help="teacher outputs to keep: logits, embedding or logits,embedding "
                                     "(default: what the config's loss terms read)")
+    p.add_argument(
+        "--store-dtype", choices=("float16", "float32"),
+        help="dtype of the stored outputs (default float16; float32: cached runs equal live runs bit for bit)",
+    )
     p.add_argument("--force", action="store_true", help="rebuild a cache at the path that does not fit this config")
     p.add_argument("--json", action="store_true", help="print the cache summary as one JSON object")
     p.set_defaults(func=run)
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
     cfg = config_from_args(args)
     cache, built = build_cache_from_config(
-        cfg, args.out, epochs=args.epochs, top_k=args.top_k, fields=fields, force=args.force,
+        cfg, args.out, epochs=args.epochs, top_k=args.top_k, fields=fields, store_dtype=args.store_dtype,
+        force=args.force,
         progress=not args.json and cfg.trainer.progress != "none",
     )
     summary = {**cache.describe(), "built": built}

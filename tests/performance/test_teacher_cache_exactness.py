@@ -83,3 +83,45 @@ def test_training_from_the_cache_gives_the_losses_of_training_live(tiny):
     for a, b in zip(_train_rows(live.out_dir), _train_rows(cached.out_dir)):
         for key in ("train_loss", "train_ce", "train_kd", "val_loss"):
             assert abs(a[key] - b[key]) <= 2e-3 * max(1.0, abs(a[key])), (key, a[key], b[key])
+
+
+def test_each_ddp_rank_replays_its_columns_of_the_cached_global_batch(tiny):
+    from kdlab.data import build_data
+
+    cfg = config(tiny)
+    cache, _ = build_cache_from_config(cfg, cache_path(tiny), epochs=1, progress=False)
+    whole = first_batches(CachedTeacherStream(cache, data_and_teacher(cfg)[0].train, torch.device("cpu")), 0, 1)[0]
+    halves = []
+    for rank in (0, 1):
+        data = build_data(cfg.data, seed=cfg.trainer.seed, device="cpu", rank=rank, world_size=2)
+        halves.append(first_batches(CachedTeacherStream(cache, data.train, torch.device("cpu")), 0, 1)[0])
+    for key in ("index", "image", "target"):
+        assert torch.equal(torch.cat([h[key] for h in halves]), whole[key]), key
+    joined = torch.cat([h["teacher_features"].logits for h in halves])
+    assert torch.equal(joined, whole["teacher_features"].logits)
+
+
+def test_multi_view_batches_cache_one_row_per_view(tiny):
+    cfg = config(tiny, "data.views=multi", "data.num_views=2")
+    cache, _ = build_cache_from_config(cfg, cache_path(tiny), epochs=1, fields=["embedding"], progress=False)
+    data, teacher = data_and_teacher(cfg)
+    batch = first_batches(CachedTeacherStream(cache, data.train, torch.device("cpu")), 0, 1)[0]
+    images = batch["image"]
+    assert images.shape[:2] == (16, 2) and batch["aug"]["dy"].shape == (16, 2)
+    with torch.no_grad():
+        expected = teacher.forward_all(images.flatten(0, 1)).embedding  # image-major, as the Distiller flattens
+    torch.testing.assert_close(batch["teacher_features"].embedding, expected, rtol=2e-3, atol=2e-3)
+
+
+def test_a_float32_cache_trains_bit_for_bit_like_the_live_teacher(tiny):
+    from kdlab.engine.checkpoint import load_checkpoint_file
+
+    root = tiny["root"]
+    build_cache_from_config(config(tiny), cache_path(tiny), store_dtype="float32", progress=False)
+    live = Trainer(config(tiny, f"trainer.out_dir={root / 'live'}")).fit()
+    cached_cfg = config(tiny, f"trainer.out_dir={root / 'cached'}", f"distill.teacher_cache={cache_path(tiny)}")
+    cached = Trainer(cached_cfg).fit()
+    a = load_checkpoint_file(live.out_dir / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint_file(cached.out_dir / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -48,7 +48,6 @@ from kdlab.benchmarks.suite_runs import (
     PlannedRun,
     SuiteInterrupted,
     is_reusable,
-    read_run_times,
     shown_path,
     task_cache,
     task_prerequisites,
@@ -267,7 +266,7 @@ def prepare_out_dir(plan: SuitePlan) -> None:
             "choose a new or empty folder"
         )
     if plan.options.fresh:
-        for name in (TEACHER, "runs", "teacher_cache", PRETRAINED_FILE, "results.json", "report.md"):
+        for name in (TEACHER, "runs", "teacher_cache", "timings", PRETRAINED_FILE, "results.json", "report.md"):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -324,8 +323,9 @@ def build_tasks(plan: SuitePlan, new_teacher: bool = False) -> list[Task]:
             if run.cache is not None:
                 cache_key = f"cache:{seed}"
                 if not any(t.key == cache_key for t in tasks):
+                    # the cache folder is the suite's own: one that no longer fits (new teacher or data) is rebuilt
                     tasks.append(Task(cache_key, f"teacher cache seed {seed}", task_cache,
-                                      (run, new_teacher, plan.options.verbose), tuple(teacher_deps)))
+                                      (run, True, plan.options.verbose), tuple(teacher_deps)))
                 deps.append(cache_key)
             if run.method in plan.with_prerequisites:
                 deps.append(f"prerequisites:{run.method}")
@@ -393,6 +393,19 @@ class _Progress:
         self.failures: list[dict[str, Any]] = []
         self.timings: dict[str, Any] = {"caches": {}, "prerequisites": {}}
 
+    def _remember(self, key: str, value: dict[str, Any], fresh: bool) -> dict[str, Any]:
+        """Timings of shared work, kept in <out>/timings/ so a later invocation that reuses it still reports them."""
+        path = self.plan.out_dir / "timings" / (key.replace(":", "_") + ".json")
+        if fresh:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value, indent=2) + "\n")
+            return value
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return value
+        return saved if isinstance(saved, dict) else value
+
     def __call__(self, result: TaskResult) -> None:
         from kdlab.reporting import load_run
 
@@ -411,10 +424,10 @@ class _Progress:
             self.timings["teacher_pretrained_eval"] = value.get("wall_seconds")
             self.echo(head + f"top-1 {value['val_top1']:.2f}% ({shown_path(self.plan.pretrained)})")
         elif task.key.startswith("cache:"):
-            self.timings["caches"][task.key.split(":")[1]] = value
+            self.timings["caches"][task.key.split(":")[1]] = self._remember(task.key, value, bool(value.get("built")))
             self.echo(head + (f"built in {value['seconds']:.0f}s" if value.get("built") else "up to date"))
         elif task.key.startswith("prerequisites:"):
-            self.timings["prerequisites"][task.key.split(":")[1]] = value
+            self.timings["prerequisites"][task.key.split(":")[1]] = self._remember(task.key, value, bool(value.get("ran")))
             self.echo(head + (f"{', '.join(value['ran'])} in {value['seconds']:.0f}s" if value.get("ran") else "done before"))
         else:
             run: PlannedRun = task.args[0]
@@ -500,6 +513,5 @@ __all__ = [
     "build_tasks",
     "dry_run",
     "plan_suite",
-    "read_run_times",
     "run_suite",
 ]

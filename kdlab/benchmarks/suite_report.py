@@ -21,6 +21,7 @@ import math
 import os
 import re
 import statistics
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -75,7 +76,7 @@ def _relative(path: Path) -> str:
         relative = os.path.relpath(absolute, Path.cwd().resolve())
     except ValueError:  # another drive
         return str(absolute)
-    return relative if relative.split(os.sep)[:3].count(os.pardir) < 3 else str(absolute)
+    return relative if relative.split(os.sep)[:2].count(os.pardir) < 2 else str(absolute)
 
 
 def summarize_suite(
@@ -107,6 +108,8 @@ def summarize_suite(
         rows.append(row)
     if any(row["method"] == plan.manifest.baseline for row in rows):
         add_gains(rows, plan.manifest.baseline)
+        if teacher_row is not None:
+            teacher_row["gain"], teacher_row["gain_se"] = None, None  # the teacher is not a student method
     return rows
 
 
@@ -344,10 +347,21 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
                          f"{format_seconds(info.get('seconds'))} / {format_seconds(info.get('cpu_seconds'))}")
     if result.timings.get("teacher_pretrained_eval") is not None:
         lines.append(f"- pretrained teacher evaluation: {format_seconds(result.timings['teacher_pretrained_eval'])}")
+    walls = [row.get("wall_seconds_mean", 0) * row.get("seeds", 0) for row in result.rows
+             if row.get("wall_seconds_mean") is not None and row["method"] != TEACHER]
+    shared = [c.get("seconds") or 0 for c in caches.values()] + [
+        p.get("seconds") or 0 for p in result.timings.get("prerequisites", {}).values()]
+    teacher = next((r for r in result.rows if r["method"] == TEACHER), {})
+    total = sum(walls) + sum(shared) + (teacher.get("wall_seconds_mean") or 0)
+    if result.timings.get("teacher_pretrained_eval") is not None and teacher.get("epochs"):
+        total += result.timings["teacher_pretrained_eval"]
+    lines.append(f"- all the suite's work, one task after another: {format_seconds(total)} "
+                 f"(divided among {result.plan.jobs} job(s) side by side)")
     lines.append(
-        f"- whole suite: {format_seconds(result.seconds)} wall, {format_seconds(result.cpu_seconds)} CPU time of this "
-        "process" + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "
-                     "shares the cores)" if result.load_average is not None else "")
+        f"- this invocation: {format_seconds(result.seconds)} wall"
+        + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "
+           "shares the cores)" if result.load_average is not None else "")
+        + ("; work finished by an earlier invocation was reused" if any(o.reused for o in result.outcomes) else "")
     )
     lines.append(
         f"- training: the trainer's epoch times; wall: setup, training, per-epoch evaluation and (label-free runs) "
@@ -393,10 +407,14 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
                   "no results yet.", ""]
     command = plan.options.command if result is not None else _without_dry_run(plan.options.command)
     lines += ["## Command", "", "```bash", command, "```", ""]
-    lines += ["## Protocol", ""] + protocol_lines(plan) + [""]
+    lines += ["## Protocol as configured", "", "Read from the resolved configs of the runs:", ""]
+    lines += protocol_lines(plan) + [""]
     readme = manifest.folder / "README.md"
     if readme.is_file():
-        lines += [_demote_headings(readme.read_text()).strip(), ""]
+        body = readme.read_text().strip().splitlines()
+        if body and body[0].startswith("# "):
+            body = body[1:]  # the README's own title: this section's heading replaces it
+        lines += [f"## About the suite (`{_relative(readme)}`)", "", _demote_headings("\n".join(body)).strip(), ""]
     if result is None:
         lines += [
             "## Results: not yet run on this machine",
@@ -406,6 +424,12 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
             "fine-tune, whether the methods separate beyond seed noise and how the ordering compares with the "
             "published one), or see the suite's README above for the measured cost of single runs and the "
             "estimated total.",
+            "",
+            "## Machine",
+            "",
+            f"- {machine_summary()}",
+            f"- this page: written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `--dry-run` "
+            "(configs checked, nothing trained)",
             "",
         ]
         return "\n".join(lines) + "\n"

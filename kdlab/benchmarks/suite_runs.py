@@ -203,8 +203,8 @@ def task_cache(run: PlannedRun, force: bool, verbose: bool) -> dict[str, Any]:
     """Make sure the seed's shared teacher cache exists with all of :data:`CACHE_FIELDS`.
 
     Built from ``run``'s config (its seed decides the data order and augmentation of
-    every run reading the cache). ``force`` rebuilds a cache that does not fit (a new
-    teacher). Returns ``{"seconds", "built"}``.
+    every run reading the cache). ``force`` rebuilds a cache that does not fit (another
+    teacher, other data); one that fits is kept. Returns ``{"seconds", "cpu_seconds", "built"}``.
     """
     from kdlab.cache import build_cache_from_config
 

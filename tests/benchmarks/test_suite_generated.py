@@ -74,7 +74,7 @@ def test_kdlab_report_groups_the_seeds_of_each_method(finished):
 def test_report_has_the_command_protocol_and_the_comparisons(finished):
     result, _ = finished
     text = (result.plan.out_dir / "report.md").read_text()
-    for heading in ("## Command", "## Protocol", "## Results", "## Teacher", "## Does the suite separate the methods?",
+    for heading in ("## Command", "## Protocol as configured", "## About the suite", "## Results", "## Teacher", "## Does the suite separate the methods?",
                     "## Ordering against the published", "## Cost", "## Machine"):
         assert heading in text
     assert "### Why" in text  # the suite's README, headings one level down
@@ -177,3 +177,11 @@ def test_cli_dry_run_and_bad_suite_folder(tiny_suite, tmp_path, capsys):
     assert "run:student:0" in capsys.readouterr().out
     assert main(["bench", "suite", str(tmp_path / "nowhere")]) == 2
     assert "suite folder" in capsys.readouterr().err
+
+
+def test_two_worker_processes_give_the_same_numbers_as_one(tiny_suite, tmp_path):
+    """jobs=2 runs each task in a spawned worker; CPU training is deterministic, so the rows match exactly."""
+    one = run_suite(SuiteOptions(suite_dir=tiny_suite, out_dir=tmp_path / "one", mini=True, jobs=1), echo=lambda line: None)
+    two = run_suite(SuiteOptions(suite_dir=tiny_suite, out_dir=tmp_path / "two", mini=True, jobs=2), echo=lambda line: None)
+    assert one.exit_code == two.exit_code == 0
+    assert [(r["method"], r["top1_mean"]) for r in one.rows] == [(r["method"], r["top1_mean"]) for r in two.rows]

@@ -441,6 +441,25 @@ class _Progress:
             self.echo(head + f"{_score(outcome.record)} ({when}; {minutes:.1f} min elapsed)")
 
 
+def decode_data_once(plan: SuitePlan) -> float:
+    """Decode every distinct dataset of the plan into the fast-path cache now, in this process.
+
+    Otherwise the first tasks of parallel workers would all decode the same images at
+    once (duplicated work on a machine with two cores). Returns the seconds it took.
+    """
+    from kdlab.data import prepare_cache
+
+    started = time.monotonic()
+    seen: set[str] = set()
+    for run in ([plan.teacher_run] if plan.teacher_run else []) + plan.runs:
+        data = run.load().data
+        key = json.dumps([data.name, data.root, data.subset, data.image_size, data.cache_dir, data.pipeline])
+        if key not in seen:
+            seen.add(key)
+            prepare_cache(data, progress=plan.options.verbose)
+    return time.monotonic() - started
+
+
 def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
     """Run the suite (see the module docstring) and write its results; returns them with an exit code."""
     import torch
@@ -459,6 +478,8 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
     clock, cpu_clock = time.monotonic(), time.process_time()
     previous_threads = torch.get_num_threads()  # inline runs apply trainer.num_threads process-wide
     progress = _Progress(plan, len(tasks), echo)
+    if plan.jobs > 1:
+        progress.timings["decode_data"] = round(decode_data_once(plan), 2)
     try:
         _, stopped = run_tasks(
             tasks, plan.jobs, progress, stop_on_failure=not options.keep_going, stop_types=(SuiteInterrupted,)

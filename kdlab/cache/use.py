@@ -39,17 +39,17 @@ def run_cache_key(cfg: Config, bundle: DataBundle) -> dict[str, Any]:
 
 def cache_epochs(cfg: Config) -> int:
     """Epochs an automatically built cache holds: ``distill.teacher_cache_epochs`` if set, else trainer.epochs."""
-    return int(getattr(cfg.distill, "teacher_cache_epochs", None) or cfg.trainer.epochs)
+    return int(cfg.distill.teacher_cache_epochs or cfg.trainer.epochs)
 
 
 def cache_top_k(cfg: Config) -> Optional[int]:
     """``distill.teacher_cache_top_k`` (None: automatic, 0: full logits)."""
-    return getattr(cfg.distill, "teacher_cache_top_k", None)
+    return cfg.distill.teacher_cache_top_k
 
 
 def cache_store_dtype(cfg: Config) -> str:
-    """``distill.teacher_cache_dtype`` if that key exists, else ``float16``."""
-    return str(getattr(cfg.distill, "teacher_cache_dtype", None) or "float16")
+    """``distill.teacher_cache_dtype``: float16 (default) or float32 (exact replay)."""
+    return cfg.distill.teacher_cache_dtype
 
 
 def ensure_teacher_cache(

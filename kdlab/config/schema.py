@@ -157,6 +157,15 @@ class DistillConfig:
     labels: bool = field(default=True, metadata={"doc": "false: label-free (unsupervised) distillation"})
     gather: bool = field(default=False, metadata={"doc": "batch-dependent terms gather across DDP ranks"})
     teacher_cache: Optional[str] = field(default=None, metadata={"doc": "teacher-output cache folder"})
+    teacher_cache_epochs: Optional[int] = field(
+        default=None, metadata={"min": 1, "doc": "epochs a missing cache is built for (default: trainer.epochs)"}
+    )
+    teacher_cache_top_k: Optional[int] = field(
+        default=None, metadata={"min": 0, "doc": "cache top-k logits (0: full logits; default: full up to 100 classes)"}
+    )
+    teacher_cache_dtype: str = field(
+        default="float16", metadata=_choices("float16", "float32", doc="float32: exact replay of a live run")
+    )
     head_hidden: int = field(default=2048, metadata={"min": 1, "doc": "hidden width of the student projection head"})
 
 

@@ -322,6 +322,22 @@ def _teacher_source(plan_row: dict[str, Any]) -> str:
     return "live" if plan_row.get("teacher") else "-"
 
 
+def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The reporting table (``kdlab report``'s columns) plus the wall time per run the suite measured."""
+    from kdlab.reporting.tables import footnotes, format_seconds, table_cells
+
+    header, body = table_cells(rows)
+    header = [*header, "wall/run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row, cells in zip(rows, body):
+        lines.append("| " + " | ".join([*cells, format_seconds(row.get("wall_seconds_mean"))]) + " |")
+    lines.append("")
+    lines += [f"- {note}" for note in footnotes(rows)]
+    lines.append("- wall/run = setup, training, evaluation and (label-free runs) the linear probe, per run, as the "
+                 "suite measured it (see Cost).")
+    return lines
+
+
 def _cost_lines(result: "SuiteResult") -> list[str]:
     from kdlab.reporting.tables import format_seconds
 
@@ -392,7 +408,6 @@ def _without_dry_run(command: str) -> str:
 def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
     """The Markdown document of a suite: protocol and command, then the results or a 'not yet run' section."""
     from kdlab.reporting.demo_output import machine_summary
-    from kdlab.reporting.tables import to_markdown
 
     manifest = plan.manifest
     lines = [f"# Benchmarks: {manifest.title}", ""]
@@ -422,8 +437,8 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
             "The full suite has not been run here yet, so this page has no numbers. Run the command above "
             "(it regenerates this page with the table, the cost of every method, the teacher before/after its "
             "fine-tune, whether the methods separate beyond seed noise and how the ordering compares with the "
-            "published one), or see the suite's README above for the measured cost of single runs and the "
-            "estimated total.",
+            "published one). \"About the suite\" above has the measured cost of single runs and the estimated "
+            "total time.",
             "",
             "## Machine",
             "",
@@ -434,7 +449,7 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
         ]
         return "\n".join(lines) + "\n"
     rows = result.rows
-    lines += ["## Results", "", to_markdown(rows).rstrip(), ""]
+    lines += ["## Results", ""] + results_table(rows) + [""]
     if result.failures:
         lines += ["Failed or skipped work (left out of the table):", ""]
         lines += [f"- {f['label']}: {f['error']}" for f in result.failures] + [""]

@@ -87,15 +87,32 @@ def _planned_record(run: PlannedRun) -> Any:
     return RunRecord(run.out_dir, yaml.safe_load(dump_yaml(with_views(run.load()))), [])
 
 
+def _with_current_defaults(config: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """A recorded config read through today's schema: keys added since it was written get their defaults.
+
+    None when it no longer validates (a key was removed or renamed): then it cannot match.
+    """
+    from kdlab.config import ConfigError, dump_yaml, from_dict
+
+    try:
+        return yaml.safe_load(dump_yaml(from_dict(config)))
+    except ConfigError:
+        return None
+
+
 def matches_plan(run: PlannedRun) -> bool:
     """The folder holds a run of the planned config and seed (operational keys aside)."""
-    from kdlab.reporting import group_key, load_run
+    from kdlab.reporting import RunRecord, group_key, load_run
 
     try:
         record = load_run(run.out_dir)
     except (ValueError, OSError):
         return False
-    return group_key(record) == group_key(_planned_record(run)) and record.seed == run.seed
+    recorded = _with_current_defaults(record.config)
+    if recorded is None:
+        return False
+    normalised = RunRecord(record.path, recorded, record.metrics, record.final, record.evaluation)
+    return group_key(normalised) == group_key(_planned_record(run)) and record.seed == run.seed
 
 
 def wants_evaluation(cfg: Any) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -132,7 +133,11 @@ def run_tasks(
                         finish(TaskResult(task, skipped=f"{dep} did not succeed"))
                     elif len(running) < jobs and all(d in results for d in task.deps):
                         pending.remove(task)
-                        running[pool.submit(task.fn, *task.args)] = task
+                        try:
+                            running[pool.submit(task.fn, *task.args)] = task
+                        except BrokenProcessPool as err:  # a worker died (killed, out of memory): stop cleanly
+                            stopped = stopped or err
+                            finish(TaskResult(task, error=err))
                 if not running:
                     continue
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)

@@ -185,3 +185,17 @@ def test_two_worker_processes_give_the_same_numbers_as_one(tiny_suite, tmp_path)
     two = run_suite(SuiteOptions(suite_dir=tiny_suite, out_dir=tmp_path / "two", mini=True, jobs=2), echo=lambda line: None)
     assert one.exit_code == two.exit_code == 0
     assert [(r["method"], r["top1_mean"]) for r in one.rows] == [(r["method"], r["top1_mean"]) for r in two.rows]
+
+
+def test_a_run_recorded_before_a_new_config_key_existed_is_still_reused(finished, monkeypatch):
+    """A key added to the schema later (recorded config lacks it, the plan has its default) changes nothing."""
+    import yaml
+
+    result, root = finished
+    monkeypatch.chdir(root)
+    config_file = result.plan.out_dir / "runs" / "student" / "seed0" / "config.yaml"
+    recorded = yaml.safe_load(config_file.read_text())
+    del recorded["distill"]["teacher_cache_dtype"]  # as written by a kdlab that did not know the key
+    config_file.write_text(yaml.safe_dump(recorded))
+    again = run_suite(_options(root / "suite", root, methods=("student",)), echo=lambda line: None)
+    assert [o.reused for o in again.outcomes] == [True, True]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdlab.config import Config
+from kdlab.config import Config, flatten_config
 from kdlab.data.types import DataBundle
 from kdlab.engine.checkpoint import file_sha256
 
@@ -64,19 +64,11 @@ def cache_key(cfg: Config, bundle: DataBundle, *, pipeline: str, seed: int, glob
     }
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and key != "kwargs":
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def key_differences(cached: dict[str, Any], wanted: dict[str, Any], ignore: frozenset[str] = frozenset()) -> list[str]:
     """Human-readable ``entry: cache has X, this run has Y`` lines, one per differing entry."""
-    a, b = _flatten(cached), _flatten(wanted)
+    a, b = flatten_config(cached), flatten_config(wanted)
     lines = []
     for entry in sorted(set(a) | set(b)):
         if entry in ignore or a.get(entry) == b.get(entry):

@@ -1,6 +1,15 @@
 """Typed experiment configuration: schema, YAML loading, overrides, validation."""
 
-from kdlab.config.loader import ConfigError, all_keys, dump_yaml, from_dict, load_config, merge, to_dict
+from kdlab.config.loader import (
+    ConfigError,
+    all_keys,
+    dump_yaml,
+    flatten_config,
+    from_dict,
+    load_config,
+    merge,
+    to_dict,
+)
 from kdlab.config.schema import (
     Config,
     DataConfig,
@@ -28,6 +37,7 @@ __all__ = [
     "TrainerConfig",
     "all_keys",
     "dump_yaml",
+    "flatten_config",
     "from_dict",
     "load_config",
     "merge",

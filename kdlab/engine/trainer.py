@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 
 import kdlab
-from kdlab.config import Config, ConfigError, dump_yaml, load_config, to_dict
+from kdlab.config import Config, ConfigError, dump_yaml, flatten_config, load_config, to_dict
 from kdlab.engine import builders, distributed
 from kdlab.engine.checkpoint import (
     CheckpointError,
@@ -77,18 +77,10 @@ class TrainResult:
     best: Optional[float] = None
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and key not in ("kwargs",):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    a, b = flatten(old), flatten(new)
+    a, b = flatten_config(old), flatten_config(new)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in OPERATIONAL_KEYS)
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Optional, Sequence
 
+from kdlab.config import flatten_config
 from kdlab.reporting.runs import RunRecord, number
 
 #: config keys that do not change what a run measures; runs differing only here form one group
@@ -66,15 +67,6 @@ class RunGroup:
     runs: list[RunRecord]
 
 
-def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; ``kwargs`` mappings stay whole (they are values)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and key != "kwargs":
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def group_key(run: RunRecord) -> str:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from kdlab.models import create_model
 
-CLASSES = ("ant", "bee", "cow")
+from perf_helpers import CLASSES, write_teacher  # noqa: F401  (fixtures below use them)
 
 
 def write_zip(path: Path, *, train_per_class: int = 16, eval_per_class: int = 2, size: int = 8) -> Path:
@@ -31,10 +31,6 @@ def write_zip(path: Path, *, train_per_class: int = 16, eval_per_class: int = 2,
     return path
 
 
-def write_teacher(path: Path, name: str = "resnet8", seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    torch.save(create_model(name, num_classes=len(CLASSES)).state_dict(), path)
-    return path
 
 
 @pytest.fixture

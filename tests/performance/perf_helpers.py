@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from kdlab.config import Config, load_config
+from kdlab.models import create_model
 from kdlab.data import build_data
 from kdlab.engine.builders import build_teacher
 
@@ -39,3 +40,12 @@ def live_logits(teacher: Any, images: torch.Tensor) -> torch.Tensor:
 
 def cache_path(tiny: dict, name: str = "cache") -> Path:
     return tiny["root"] / name
+
+
+CLASSES = ("ant", "bee", "cow")
+
+
+def write_teacher(path: Path, name: str = "resnet8", seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    torch.save(create_model(name, num_classes=len(CLASSES)).state_dict(), path)
+    return path

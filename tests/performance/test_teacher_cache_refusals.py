@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_teacher
 from kdlab.cache import (
     CachedTeacherStream,
     TeacherCache,
@@ -18,7 +17,7 @@ from kdlab.cache import (
 )
 from kdlab.cli.main import main
 from kdlab.engine.trainer import Trainer
-from perf_helpers import cache_path, config, data_and_teacher, first_batches
+from perf_helpers import cache_path, config, data_and_teacher, first_batches, write_teacher
 
 
 @pytest.fixture

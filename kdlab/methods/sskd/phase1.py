@@ -25,7 +25,7 @@ from typing import Any, Iterable, Optional
 
 import torch
 
-from kdlab.config import Config, ConfigError, from_dict, to_dict
+from kdlab.config import Config, ConfigError, flatten_config, from_dict, to_dict
 from kdlab.data.cache import default_cache_dir
 from kdlab.engine.builders import resolve_teacher_source
 from kdlab.engine.checkpoint import CheckpointError, file_sha256, load_checkpoint_file
@@ -152,7 +152,7 @@ def head_run_config(cfg: Config, settings: HeadSettings, out_dir: str | Path) ->
 def head_digest(cfg: Config, settings: HeadSettings) -> str:
     """12 hex digits identifying the head: the teacher file's bytes and everything that trains the head."""
     _, checkpoint, _, _ = resolve_teacher_source(cfg)
-    recipe = _flatten(to_dict(head_run_config(cfg, settings, out_dir="-")))
+    recipe = flatten_config(to_dict(head_run_config(cfg, settings, out_dir="-")))
     payload = {
         "recipe_version": RECIPE_VERSION,
         "teacher_sha256": file_sha256(checkpoint),
@@ -257,14 +257,6 @@ def _check_head_shapes(head: dict[str, torch.Tensor], dim: Optional[int], path: 
         )
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and key != "kwargs":
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def require_finished(run_dir: Path) -> Path:

@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from kdlab.models import create_model
 
 from perf_helpers import CLASSES, write_teacher  # noqa: F401  (fixtures below use them)
 

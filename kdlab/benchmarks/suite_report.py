@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from kdlab.benchmarks.suite_manifest import TEACHER
+from kdlab.engine.builders import channels_last
 
 if TYPE_CHECKING:
     from kdlab.benchmarks.suite import RunOutcome, SuitePlan, SuiteResult
@@ -278,7 +279,7 @@ def protocol_lines(plan: "SuitePlan") -> list[str]:
             f"batch {d.batch_size}, {o.name.upper()} lr {o.lr:g} (momentum {o.momentum:g}, weight decay "
             f"{o.weight_decay:g}), schedule {_schedule(cfg)}, evaluated on the test split every "
             f"{_plural(t.eval_every, 'epoch')} and after the last",
-            f"- compute: precision {t.precision}, channels_last {str(t.channels_last).lower()}, "
+            f"- compute: precision {t.precision}, channels_last {str(channels_last(cfg)).lower()}, "
             f"{t.num_threads or 'torch default'} thread(s) per run, {plan.jobs} run(s) side by side",
         ]
     teacher_cfg = load_config(plan.manifest.teacher.config, plan.teacher_overrides)

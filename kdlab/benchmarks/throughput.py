@@ -37,6 +37,7 @@ import torch
 from kdlab.benchmarks.throughput_clock import WARMUP_STEPS
 from kdlab.benchmarks.throughput_worker import KINDS
 from kdlab.config import Config, ConfigError, TeacherConfig, to_dict
+from kdlab.engine.builders import channels_last
 
 #: ratio -> the target this machine should reach (see docs/performance.md)
 TARGETS = {
@@ -274,7 +275,7 @@ def _summary(cfg: Config, slices: dict[str, list[dict[str, Any]]], memory: dict[
         seconds=seconds,
         rounds=rounds,
         warmup_steps=warmup_steps,
-        channels_last=cfg.trainer.channels_last,
+        channels_last=channels_last(cfg),
         precision=cfg.trainer.precision,
         torch_threads=threads or torch.get_num_threads(),
         torch_version=torch.__version__,

@@ -139,7 +139,8 @@ def build_teacher_cache(
             epochs=epochs,
             steps_per_epoch=steps,
             global_batch=full.planner.global_batch,
-            teacher_precision="fp32" if autocast is None else str(getattr(autocast, "fast_dtype", "autocast")),
+            teacher_precision=getattr(teacher, "precision", None)
+            or ("fp32" if autocast is None else str(getattr(autocast, "fast_dtype", "autocast"))),
             build_seconds=round(time.perf_counter() - started, 3),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             kdlab_version=kdlab.__version__,

@@ -20,7 +20,7 @@ RUN_MAY_DIFFER = frozenset({"schedule.seed"})
 
 def teacher_identity(cfg: Config) -> dict[str, Any]:
     """The teacher as the cache sees it: architecture, options, input statistics and the weights' hash."""
-    from kdlab.engine.builders import resolve_teacher_source
+    from kdlab.engine.builders import resolve_teacher_source, teacher_precision
 
     name, checkpoint, kwargs, classes = resolve_teacher_source(cfg)
     return {
@@ -30,6 +30,7 @@ def teacher_identity(cfg: Config) -> dict[str, Any]:
         "mean": None if cfg.teacher.mean is None else [float(v) for v in cfg.teacher.mean],
         "std": None if cfg.teacher.std is None else [float(v) for v in cfg.teacher.std],
         "embedding_only": bool(cfg.teacher.embedding_only),
+        "precision": teacher_precision(cfg),  # a bf16 teacher's outputs differ from an fp32 one's
         "checkpoint_sha256": file_sha256(checkpoint),  # type: ignore[arg-type]
     }
 

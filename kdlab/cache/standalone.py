@@ -72,7 +72,7 @@ def build_cache_from_config(
     what differs) unless ``force``, which rebuilds it.
     """
     from kdlab.data import build_data
-    from kdlab.engine.builders import autocast_for, build_teacher, resolve_device, with_views
+    from kdlab.engine.builders import autocast_for, build_teacher, channels_last, resolve_device, with_views
 
     cfg = with_views(cfg)
     target = path if path is not None else cfg.distill.teacher_cache
@@ -84,8 +84,8 @@ def build_cache_from_config(
     if target.exists() and not cache_exists(target) and any(target.iterdir()):
         raise TeacherCacheError(f"{target} exists and is not a teacher cache; choose another path")
     device = resolve_device(cfg.trainer.device)
-    memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
-    data = build_data(cfg.data, seed=cfg.trainer.seed, device=device, channels_last=cfg.trainer.channels_last,
+    memory_format = torch.channels_last if channels_last(cfg) else torch.contiguous_format
+    data = build_data(cfg.data, seed=cfg.trainer.seed, device=device, channels_last=channels_last(cfg),
                       progress=progress)
     teacher = build_teacher(cfg, data.num_classes, data.in_chans, data.mean, data.std)
     if teacher is None:

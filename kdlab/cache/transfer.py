@@ -12,12 +12,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from kdlab.data.streams_common import to_device_async
+
 
 def to_device(array: np.ndarray, device: torch.device, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """``array`` as a tensor on ``device`` (pinned and non-blocking on CUDA), optionally cast to ``dtype``."""
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory().to(device, non_blocking=True)
-    else:
-        tensor = tensor.to(device)
+    tensor = to_device_async(torch.from_numpy(array), device)
     return tensor if dtype is None else tensor.to(dtype)

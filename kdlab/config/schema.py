@@ -37,7 +37,11 @@ class TrainerConfig:
     precision: str = field(
         default="fp32", metadata=_choices("fp32", "bf16", doc="bf16 autocast (CUDA; CPU when supported); losses in fp32")
     )
-    channels_last: bool = field(default=False, metadata={"doc": "channels_last memory format for the networks"})
+    channels_last: Optional[bool] = field(
+        default=None,
+        metadata={"doc": "channels_last memory format for the networks and images (default null: on, the faster "
+                         "layout for convolutions with oneDNN on CPUs and tensor cores on GPUs)"},
+    )
     compile: bool = field(default=False, metadata={"doc": "torch.compile the student"})
     log_every: int = field(default=50, metadata={"min": 1, "doc": "steps between logged training-loss readings"})
     eval_every: int = field(default=1, metadata={"min": 1, "doc": "epochs between evaluations (last epoch always)"})
@@ -47,6 +51,14 @@ class TrainerConfig:
         default="auto", metadata=_choices("auto", "bar", "lines", "none", doc="tqdm bar on a terminal, else lines")
     )
     sync_batchnorm: bool = field(default=False, metadata={"doc": "convert BatchNorm to SyncBatchNorm under DDP"})
+    finite_check: str = field(
+        default="auto",
+        metadata=_choices(
+            "auto", "step", "deferred",
+            doc="NaN/Inf guard: step reads a flag before every optimizer step; deferred skips bad steps on the "
+            "device and reads every log_every steps (no per-step host sync); auto: deferred on CUDA",
+        ),
+    )
     num_threads: Optional[int] = field(
         default=None,
         metadata={"min": 1, "doc": "CPU threads of torch (default: torch's); 1 is fastest for tiny models on busy CPUs"},
@@ -144,6 +156,19 @@ class TeacherConfig:
     mean: Optional[list[float]] = field(default=None, metadata={"doc": "input mean the teacher was trained with"})
     std: Optional[list[float]] = field(default=None, metadata={"doc": "input std the teacher was trained with"})
     embedding_only: bool = field(default=False, metadata={"doc": "use the pooled embedding, classifier removed"})
+    fold_batchnorm: bool = field(
+        default=True,
+        metadata={"doc": "run a copy with each conv -> BatchNorm folded into the conv (checked on the first batch)"},
+    )
+    compile: bool = field(default=False, metadata={"doc": "torch.compile the teacher's forward"})
+    precision: Optional[str] = field(
+        default=None,
+        metadata=_choices(
+            "fp32", "bf16",
+            doc="the teacher forward's precision (default null: trainer.precision); bf16 with an fp32 student "
+            "gives fp32-trained students targets within bf16 rounding at bf16 teacher speed; outputs are fp32",
+        ),
+    )
 
 
 @dataclass

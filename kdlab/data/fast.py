@@ -8,7 +8,7 @@ import torch
 
 from .augment import BatchAugment, one_thread_on_cpu
 from .seeding import generator_for
-from .streams_common import Planner, check_start_step
+from .streams_common import Planner, check_start_step, to_device_async
 from .types import Batch
 
 
@@ -51,8 +51,8 @@ class FastTrainStream:
         plan = self.planner.plan(epoch)
         device = self.images.device
         for step in range(start_step, plan.shape[0]):
-            index = plan[step, self.columns].to(device)
-            params = {k: v.to(device) for k, v in self.params_at(epoch, step).items()}
+            index = to_device_async(plan[step, self.columns], device)
+            params = {k: to_device_async(v, device) for k, v in self.params_at(epoch, step).items()}
             with one_thread_on_cpu(device):
                 images = self.images[index]
             yield {

@@ -26,6 +26,17 @@ def eval_shard(num_samples: int, rank: int, world_size: int) -> torch.Tensor:
     return torch.arange(rank, num_samples, world_size, dtype=torch.long)
 
 
+def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; on CUDA through pinned memory, non-blocking.
+
+    A copy from pageable memory waits for every kernel queued before it: one such copy per step
+    would stall the GPU pipeline every step.
+    """
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def move_batch(batch: dict, device: torch.device, *, channels_last: bool = False) -> dict:
     """``batch`` on ``device`` (non-blocking from pinned memory on CUDA), images optionally channels_last."""
     non_blocking = device.type == "cuda"

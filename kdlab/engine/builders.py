@@ -21,6 +21,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def channels_last(cfg: Config) -> bool:
+    """``trainer.channels_last``, with null (the default) meaning on."""
+    return True if cfg.trainer.channels_last is None else bool(cfg.trainer.channels_last)
+
+
+def teacher_precision(cfg: Config) -> str:
+    """``teacher.precision``, with null (the default) meaning the run's ``trainer.precision``."""
+    return cfg.teacher.precision or cfg.trainer.precision
+
+
 def autocast_for(cfg: Config, device: torch.device) -> Optional[torch.autocast]:
     """bf16 autocast when asked (losses upcast to fp32 inside); None for fp32."""
     if cfg.trainer.precision != "bf16":
@@ -118,6 +128,36 @@ def build_teacher(
     if cfg.teacher.embedding_only:
         model.reset_classifier(0)
     try:
-        return FrozenTeacher(model, data_mean, data_std, cfg.teacher.mean, cfg.teacher.std)
+        return FrozenTeacher(
+            model, data_mean, data_std, cfg.teacher.mean, cfg.teacher.std,
+            fold_batchnorm=cfg.teacher.fold_batchnorm, compile=cfg.teacher.compile,
+            precision=teacher_precision(cfg),
+        )
     except ValueError as err:
         raise ConfigError(f"teacher: {err}") from None
+
+
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def build_optimizer(optim: Any, params: list[nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
+    """SGD or AdamW of ``optim.*``; fused (one kernel for all parameters) on CPU and CUDA."""
+    fused = {"fused": True} if device.type in _FUSED_DEVICES and params else {}
+    if optim.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
+            nesterov=optim.nesterov, **fused,
+        )
+    return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, **fused)
+
+
+def finite_check_mode(cfg: Config, device: torch.device) -> str:
+    """``step`` or ``deferred`` for ``trainer.finite_check`` (auto: deferred where a host read stalls)."""
+    mode = cfg.trainer.finite_check
+    if mode == "auto":
+        mode = "deferred" if device.type == "cuda" else "step"
+    if mode == "deferred" and device.type not in _FUSED_DEVICES:
+        raise ConfigError(
+            f"trainer.finite_check=deferred needs a fused optimizer, which {device.type} lacks; use step"
+        )
+    return mode

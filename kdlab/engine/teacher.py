@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import contextlib
+import dataclasses
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from kdlab.models.features import Features
+from kdlab.models.fold import fold_batchnorm
+
+_FOLD_EXAMPLE_ROWS = 8  # inputs that find and check the conv -> BatchNorm pairs on the first forward
+_PRECISIONS = (None, "fp32", "bf16")
 
 
 class FrozenTeacher(nn.Module):
@@ -15,12 +21,21 @@ class FrozenTeacher(nn.Module):
 
     - ``train(True)`` is ignored: the teacher stays in eval mode, so BatchNorm
       uses (and never updates) its running statistics and dropout is off.
-    - every parameter has ``requires_grad=False``; forwards run under ``no_grad``
-      (not ``inference_mode``: its tensors could not be saved for the student's
-      backward pass by losses that multiply them with student tensors).
+    - every parameter has ``requires_grad=False``; forwards run under
+      ``inference_mode`` and the outputs are copied out of it (a small copy: the
+      losses may save them for the student's backward pass, which inference
+      tensors refuse).
     - optional input re-normalisation: the data pipeline normalises with the
       dataset's mean/std; a teacher trained with other statistics (the shared
       third-party teachers use ImageNet's) gets ``x * scale + shift`` first.
+    - speed (``fold_batchnorm``, default on): the forwards run a copy with every
+      conv -> BatchNorm pair folded into the conv (:mod:`kdlab.models.fold`),
+      built and checked against the original on the first batch; ``compile``
+      additionally runs that copy through ``torch.compile``. ``model`` itself,
+      its BatchNorm statistics included, is never changed.
+    - precision: ``None`` runs under whatever autocast surrounds the call (the
+      student's); ``"fp32"`` or ``"bf16"`` fixes the teacher's own, whatever the
+      student trains in. A bf16 teacher's outputs are handed out as fp32.
     """
 
     def __init__(
@@ -30,9 +45,25 @@ class FrozenTeacher(nn.Module):
         data_std: Optional[Sequence[float]] = None,
         teacher_mean: Optional[Sequence[float]] = None,
         teacher_std: Optional[Sequence[float]] = None,
+        *,
+        fold_batchnorm: bool = True,
+        compile: bool = False,
+        precision: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if precision not in _PRECISIONS:
+            raise ValueError(f"teacher precision must be one of {sorted(p for p in _PRECISIONS if p)} or None, "
+                             f"got {precision!r}")
+        self.precision = precision
         self.model = model
+        self.fold_batchnorm = fold_batchnorm
+        self.compile_forward = compile
+        #: what the first forward did about BatchNorm folding (for logs and tests)
+        self.fold_note = "not built yet"
+        # the network the forwards run (a folded, maybe compiled copy); kept out of the module
+        # tree so it is never saved, hashed or listed among the teacher's parameters
+        self.__dict__["_runner"] = None
+        self.__dict__["_compiled"] = {}
         for p in self.model.parameters():
             p.requires_grad_(False)
         scale = shift = None
@@ -49,12 +80,22 @@ class FrozenTeacher(nn.Module):
             # x_t = (x * ds + dm - tm) / ts
             scale = (ds / ts).view(1, -1, 1, 1)
             shift = ((dm - tm) / ts).view(1, -1, 1, 1)
+            if torch.equal(scale, torch.ones_like(scale)) and torch.equal(shift, torch.zeros_like(shift)):
+                scale = shift = None  # the same statistics on both sides: nothing to do per batch
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("shift", shift, persistent=False)
         super().train(False)
 
     def train(self, mode: bool = True) -> "FrozenTeacher":  # noqa: ARG002 - the teacher never trains
         return super().train(False)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "FrozenTeacher":
+        super()._apply(fn, *args, **kwargs)
+        runner = self.__dict__["_runner"]
+        if runner is not None and runner is not self.model:
+            runner._apply(fn, *args, **kwargs)
+        self.__dict__["_compiled"] = {}  # compiled for the old device/layout
+        return self
 
     @property
     def num_classes(self) -> Any:
@@ -69,10 +110,84 @@ class FrozenTeacher(nn.Module):
             return x
         return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
 
+    def _network(self, x: torch.Tensor) -> nn.Module:
+        runner = self.__dict__["_runner"]
+        if runner is None:
+            runner = self.model
+            if self.fold_batchnorm:
+                # checked in fp32 (under a bf16 autocast the check would only measure bf16 rounding) and
+                # outside inference mode (the folded weights must not become inference tensors)
+                with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+                    result = fold_batchnorm(self.model, x[:_FOLD_EXAMPLE_ROWS].float())
+                runner = result.model
+                self.fold_note = (
+                    f"{result.folded} BatchNorm layer(s) folded into their convolutions"
+                    if result.folded else f"BatchNorm not folded: {result.reason}"
+                )
+            else:
+                self.fold_note = "BatchNorm folding off (teacher.fold_batchnorm=false)"
+            self.__dict__["_runner"] = runner
+        return runner
+
+    def _call(self, method: str, x: torch.Tensor) -> Any:
+        x = self._prepare(x)
+        if self.__dict__["_runner"] is None and torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):  # the folded weights must be ordinary tensors
+                self._network(x.clone())
+        runner = self._network(x)
+        fn: Callable[[torch.Tensor], Any] = getattr(runner, method)
+        if self.compile_forward:
+            compiled = self.__dict__["_compiled"]
+            if method not in compiled:
+                # freezing: the weights are constants (the teacher never changes), so inductor may
+                # fold and pre-pack them for the device's convolution kernels
+                compiled[method] = torch.compile(fn, options={"freezing": True})
+            fn = compiled[method]
+        with self._precision_context(x):
+            if torch.is_inference_mode_enabled():
+                out = fn(x)
+                return _as_float32(out) if self.precision == "bf16" else out
+            with torch.inference_mode():
+                out = fn(x)
+        return _out_of_inference_mode(out, float32=self.precision == "bf16")
+
+    def _precision_context(self, x: torch.Tensor) -> Any:
+        if self.precision is None:
+            return contextlib.nullcontext()
+        if self.precision == "fp32":
+            return torch.autocast(x.device.type, enabled=False)
+        return torch.autocast(x.device.type, dtype=torch.bfloat16)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.model(self._prepare(x))
+        return self._call("forward", x)
 
     def forward_all(self, x: torch.Tensor) -> Features:
-        with torch.no_grad():
-            return self.model.forward_all(self._prepare(x))
+        return self._call("forward_all", x)
+
+
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, list):
+        return [_map_tensors(v, fn) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_map_tensors(v, fn) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(
+            value, **{f.name: _map_tensors(getattr(value, f.name), fn) for f in dataclasses.fields(value)}
+        )
+    return value
+
+
+def _as_float32(value: Any) -> Any:
+    """``value`` with its half-precision tensors as fp32."""
+    return _map_tensors(value, lambda t: t.float() if t.is_floating_point() else t)
+
+
+def _out_of_inference_mode(value: Any, *, float32: bool = False) -> Any:
+    """Normal (autograd-usable, saveable) copies of the inference tensors in ``value`` (as fp32 if asked)."""
+    if float32:
+        # the fp32 cast is the copy out of inference mode (a copy of an fp32 tensor would be a second one)
+        return _map_tensors(value, lambda t: t.clone() if t.dtype == torch.float32 or not t.is_floating_point()
+                            else t.float())
+    return _map_tensors(value, lambda t: t.clone())

@@ -36,6 +36,7 @@ from kdlab.engine.evaluate import classify
 from kdlab.engine.metrics_log import MetricsLog
 from kdlab.engine.progress import EpochProgress, say
 from kdlab.engine.schedule import learning_rate
+from kdlab.engine.finite_guard import DeferredFiniteCheck, prepare_optimizer_for_skips
 from kdlab.engine.teacher import FrozenTeacher
 from kdlab.engine.timelimit import parse_duration
 
@@ -172,7 +173,7 @@ class Trainer:
                 device=self.device,
                 rank=self.dist.rank,
                 world_size=self.dist.world_size,
-                channels_last=cfg.trainer.channels_last,
+                channels_last=builders.channels_last(cfg),
                 progress=self.progress_mode != "none",
             )
         from kdlab.engine.knn_index import verify_knn_index
@@ -187,7 +188,7 @@ class Trainer:
             cfg, self.data.num_classes, self.data.in_chans, self.data.mean, self.data.std,
             unsafe_load=self.unsafe_load,
         )
-        memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+        memory_format = torch.channels_last if builders.channels_last(cfg) else torch.contiguous_format
         self.student.to(self.device, memory_format=memory_format)
         if cfg.trainer.sync_batchnorm and self.dist.enabled and not cfg.model.frozen:
             # before the loss terms are built: they may hook into the student's modules
@@ -216,14 +217,12 @@ class Trainer:
             self.student.compile()
         # DDP wraps the Distiller (student + trainable term modules); the teacher is outside it
         self.model = distributed.wrap_ddp(_LossGraphOnly(self.method), self.device) if self.dist.enabled else self.method
-        params = [p for p in self.method.parameters() if p.requires_grad]
-        o = cfg.optim
-        if o.name == "sgd":
-            self.optimizer = torch.optim.SGD(
-                params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov
-            )
-        else:
-            self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        named = [(n, p) for n, p in self.method.named_parameters() if p.requires_grad]
+        self.optimizer = builders.build_optimizer(cfg.optim, [p for _, p in named], self.device)
+        self.finite_check: Optional[DeferredFiniteCheck] = None
+        if builders.finite_check_mode(cfg, self.device) == "deferred":
+            prepare_optimizer_for_skips(self.optimizer)
+            self.finite_check = DeferredFiniteCheck(self.optimizer, named, self.device)
         self.autocast = builders.autocast_for(cfg, self.device)
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -343,16 +342,45 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        grad_norm = _grad_norm(params) if params else out.loss.new_zeros(())
+        norms = torch._foreach_norm([p.grad for p in params]) if params else []  # one fused kernel, no host sync
+        grad_norm = torch.linalg.vector_norm(torch.stack(norms)) if params else out.loss.new_zeros(())
+        reason = self._stop_reason(stop, self._steps_this_process + 1)
+        if self.finite_check is not None:
+            # no host read: a bad step is skipped by the fused optimizer, reported at the next check
+            self.finite_check.record(self.global_step, out.loss, out.terms, params, norms, grad_norm)
+            self.optimizer.step()
+            self._accumulate(out, batch)
+            if (self.global_step + 1) % self.cfg.trainer.log_every == 0:
+                self._raise_if_nonfinite()
+                _, reason = self._agree(True, reason)
+            elif self.dist.enabled and reason is not None and not reason.startswith("trainer.stop_after_steps"):
+                reason = None  # signals and time limits are agreed between ranks at the next check
+            return out, reason
         # One host sync per step (and under DDP one tiny collective): cheap next to a training
-        # step, and it refuses a bad step before it lands, on every rank at once.
+        # step on a CPU, and it refuses a bad step before it lands, on every rank at once.
         finite = bool(torch.isfinite(out.loss).item()) and bool(torch.isfinite(grad_norm).item())
-        finite, reason = self._agree(finite, self._stop_reason(stop, self._steps_this_process + 1))
+        finite, reason = self._agree(finite, reason)
         if not finite:
             raise self._nonfinite_error(out, grad_norm)
         self.optimizer.step()
         self._accumulate(out, batch)
         return out, reason
+
+    def _raise_if_nonfinite(self) -> None:
+        """The deferred check's host read: raise if any step since the start was not finite."""
+        if self.finite_check is None:
+            return
+        found = self.finite_check.report()
+        if found is None:
+            return
+        first, what = found
+        steps = self.data.train.steps_per_epoch
+        raise NonFiniteLossError(
+            f"{what} became NaN/Inf at epoch {first // steps} step {first % steps} (global step {first}); "
+            f"that step was skipped and training stopped at global step {self.global_step + 1} "
+            f"(trainer.finite_check=deferred checks every trainer.log_every={self.cfg.trainer.log_every} steps); "
+            f"last good checkpoint kept in {self.ckpt_dir}"
+        )
 
     def _agree(self, finite: bool, reason: Optional[str]) -> tuple[bool, Optional[str]]:
         """Every rank takes the same decision: any non-finite rank stops all, the most urgent stop wins."""
@@ -440,6 +468,7 @@ class Trainer:
                         return self._stop_early(reason, tick)
                 bar.close()
                 self._epoch_seconds += _now() - tick
+                self._raise_if_nonfinite()
                 self._flush_sums()
                 self._end_epoch(steps)
                 _, reason = self._agree(True, self._stop_reason(stop, self._steps_this_process))
@@ -480,6 +509,7 @@ class Trainer:
         return elapsed + 2 * per_step + 30.0 > limit
 
     def _stop_early(self, reason: str, tick: Optional[float]) -> TrainResult:
+        self._raise_if_nonfinite()  # never checkpoint after a skipped bad step
         if tick is not None:
             self._epoch_seconds += _now() - tick
         self._flush_sums()
@@ -567,11 +597,6 @@ class Trainer:
         parts.append(f"lr {row['lr']:.4g}")
         parts.append(f"{row['seconds']:.1f}s")
         return "  ".join(parts)
-
-
-def _grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
-    norms = torch._foreach_norm([p.grad for p in params])  # one fused kernel, no host sync
-    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def train(

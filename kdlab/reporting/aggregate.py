@@ -46,6 +46,12 @@ IGNORED_KEYS = frozenset(
         "trainer.log_every",
         "trainer.keep_last",
         "trainer.num_threads",
+        "trainer.finite_check",
+        "trainer.compile",
+        "teacher.compile",
+        "teacher.fold_batchnorm",
+        # where the teacher's outputs come from (each seed has its own cache), not what they are
+        "distill.teacher_cache",
         "data.num_workers",
         "data.cache_dir",
         "data.eval_batch_size",

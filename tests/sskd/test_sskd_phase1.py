@@ -152,3 +152,16 @@ def test_head_files_that_do_not_fit_are_refused(tmp_path: Path):
         load_head_state(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="no such file"):
         load_head_state(tmp_path / "missing.pt")
+
+
+def test_a_folder_without_write_bits_is_read_only_even_for_root(tmp_path: Path):
+    from kdlab.methods.sskd.phase1 import is_writable
+
+    shared = tmp_path / "teachers"
+    shared.mkdir()
+    assert is_writable(shared) and is_writable(shared / "sskd_head" / "x")
+    shared.chmod(0o555)
+    try:
+        assert not is_writable(shared) and not is_writable(shared / "sskd_head" / "x")
+    finally:
+        shared.chmod(0o755)

@@ -194,13 +194,19 @@ def head_prerequisite(cfg: Config, settings: HeadSettings) -> Prerequisite:
 
 
 def is_writable(path: Path) -> bool:
-    """Whether ``path`` (or, when missing, its nearest existing ancestor) accepts new files."""
+    """Whether ``path`` (or, when missing, its nearest existing ancestor) accepts new files.
+
+    A folder without any write permission bit counts as read-only even for root, who could write
+    there anyway: a shared teacher folder marked read-only must not collect heads.
+    """
     probe = Path(path).absolute()
     while not probe.exists():
         if probe.parent == probe:
             return False
         probe = probe.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    if not probe.is_dir() or not probe.stat().st_mode & 0o222:
+        return False
+    return os.access(probe, os.W_OK | os.X_OK)
 
 
 

@@ -18,7 +18,7 @@ from .build import build_teacher_cache
 from .errors import TeacherCacheError, TeacherCacheMismatchError
 from .key import cache_key
 from .outputs import required_outputs
-from .replay import CachedTeacherStream
+from .replay import CachedStandardTeacherStream, CachedTeacherStream
 from .soft_labels import compress_logits, reconstruct_logits, resolve_top_k
 from .standalone import build_cache_from_config
 from .storage import cache_exists
@@ -26,6 +26,7 @@ from .teacher_cache import TeacherCache
 from .use import ensure_teacher_cache, run_cache_key, use_teacher_cache
 
 __all__ = [
+    "CachedStandardTeacherStream",
     "CachedTeacherStream",
     "TeacherCache",
     "TeacherCacheError",

@@ -1,10 +1,13 @@
 """Running the teacher once over a fixed, replayable schedule and writing what the losses need.
 
-The schedule is the fast data path's own: the planner's order and
-``params_at(epoch, step)`` of the cache's seed, drawn for the whole global
-batch. Sample indices and augmentation parameters are stored explicitly next
-to the teacher outputs, with a checksum of every network input, so a student
-run reproduces (and verifies) the exact image the teacher saw.
+The schedule is the data path's own, drawn for the whole global batch with the
+cache's seed: on the fast path the planner's order and ``params_at(epoch,
+step)`` (crop offsets, flips, rotations per view); on the standard path the
+planner's order and each sample's augmentation seed, under which its
+torchvision transforms run (RandomResizedCrop, colour jitter, ...). Sample
+indices and augmentation parameters are stored explicitly next to the teacher
+outputs, with a checksum of every network input, so a student run reproduces
+(and verifies) the exact image the teacher saw.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -20,6 +23,7 @@ from torch import nn
 
 import kdlab
 from kdlab.data.fast import FastTrainStream
+from kdlab.data.standard import StandardTrainStream
 from kdlab.models.features import Features
 
 from .checksum import input_checksums
@@ -32,11 +36,19 @@ from .teacher_cache import AUG_PREFIX, TeacherCache
 _INT16 = np.iinfo(np.int16)
 
 
-def full_batch_stream(stream: FastTrainStream) -> FastTrainStream:
+ReplayableStream = Union[FastTrainStream, StandardTrainStream]
+
+
+def full_batch_stream(stream: ReplayableStream) -> ReplayableStream:
     """``stream`` drawing every column of the global batch (a DDP rank's stream holds only its share)."""
     everything = slice(0, stream.planner.global_batch)
     if stream.columns == everything:
         return stream
+    if isinstance(stream, StandardTrainStream):
+        return StandardTrainStream(
+            stream.dataset, stream.planner, everything, stream.seed, device=stream.device,
+            num_workers=stream.num_workers, channels_last=stream.channels_last,
+        )
     return FastTrainStream(stream.images, stream.labels, stream.planner, everything, stream.augment, stream.seed)
 
 
@@ -46,16 +58,24 @@ def _teacher_outputs(teacher: nn.Module, images: torch.Tensor, fields: Iterable[
     return Features(logits=teacher(images), embedding=None, stages=[], preact_stages=[])  # type: ignore[arg-type]
 
 
-def _param_dtype(value: torch.Tensor) -> Any:
+_WIDE_PARAMS = frozenset({"seed"})  # the standard path's per-sample augmentation seeds (int64)
+
+
+def _param_dtype(value: torch.Tensor, name: str) -> Any:
     if value.dtype == torch.bool:
         return np.bool_
     if value.dtype.is_floating_point:
         return np.float32
+    if name in _WIDE_PARAMS:
+        return np.int64
     return np.int16  # crop offsets and rotations; checked when stored
 
 
 def _store_param(array: np.ndarray, where: tuple, value: torch.Tensor, name: str) -> None:
     data = value.cpu().numpy()
+    if name in _WIDE_PARAMS:
+        array[where] = data
+        return
     if array.dtype == np.int16 and data.size and (data.min() < _INT16.min or data.max() > _INT16.max):
         raise TeacherCacheError(
             f"augmentation parameter {name!r} holds values beyond int16 ({data.min()}..{data.max()})"
@@ -67,7 +87,7 @@ def build_teacher_cache(
     path: str | Path,
     *,
     key: dict[str, Any],
-    stream: FastTrainStream,
+    stream: ReplayableStream,
     teacher: nn.Module,
     fields: Iterable[str],
     epochs: int,
@@ -80,7 +100,7 @@ def build_teacher_cache(
 
     Args:
         key: :func:`kdlab.cache.key.cache_key` of the setup (stored, checked by users of the cache).
-        stream: the fast-path training stream whose seed fixes the schedule.
+        stream: the training stream (fast or standard path) whose seed fixes the schedule.
         teacher: the frozen teacher (a FrozenTeacher: eval mode, input re-normalisation).
         fields: teacher outputs to keep, any of ``logits``, ``embedding``.
         top_k: logits kept per row; None: automatic (full logits up to 100 classes), 0: full logits.
@@ -102,8 +122,9 @@ def build_teacher_cache(
     steps = full.steps_per_epoch
     if steps < 1:
         raise TeacherCacheError(f"the training stream has no full batch (batch {full.planner.global_batch})")
-    if full.images.shape[0] > np.iinfo(np.int32).max:
-        raise TeacherCacheError(f"{full.images.shape[0]} training samples exceed the cache's int32 sample index")
+    samples = len(full.dataset) if isinstance(full, StandardTrainStream) else full.images.shape[0]
+    if samples > np.iinfo(np.int32).max:
+        raise TeacherCacheError(f"{samples} training samples exceed the cache's int32 sample index")
     teacher.eval()
     writer = CacheWriter(path)
     started = time.perf_counter()
@@ -180,7 +201,7 @@ def _allocate(
         "checksum": writer.array("checksum", lead + (columns * views,), np.float32),
     }
     for name, value in batch["aug"].items():
-        arrays[AUG_PREFIX + name] = writer.array(AUG_PREFIX + name, lead + tuple(value.shape), _param_dtype(value))
+        arrays[AUG_PREFIX + name] = writer.array(AUG_PREFIX + name, lead + tuple(value.shape), _param_dtype(value, name))
     arrays.update(layout.allocate(writer, lead + (columns * views,)))
     meta = {
         **layout.to_meta(),

@@ -17,7 +17,7 @@ from .outputs import CACHEABLE_FIELDS, required_outputs
 from .soft_labels import resolve_top_k
 from .storage import META_FILE, cache_exists
 from .teacher_cache import TeacherCache
-from .use import cache_epochs, cache_store_dtype, cache_top_k, fast_stream, run_cache_key
+from .use import cache_epochs, cache_store_dtype, cache_top_k, replayable_stream, run_cache_key
 
 
 def _terms_outputs(cfg: Config, data: Any, teacher: Any, device: torch.device) -> dict[str, list[str]]:
@@ -112,7 +112,7 @@ def build_cache_from_config(
     elif target.exists():
         target.rmdir()  # an empty folder left for the cache
     cache = build_teacher_cache(
-        target, key=key, stream=fast_stream(data), teacher=teacher, fields=fields, epochs=epochs, top_k=top_k,
+        target, key=key, stream=replayable_stream(data), teacher=teacher, fields=fields, epochs=epochs, top_k=top_k,
         store_dtype=store_dtype or cache_store_dtype(cfg), autocast=autocast_for(cfg, device), progress=progress,
     )
     return cache, True

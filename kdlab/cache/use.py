@@ -10,31 +10,40 @@ import torch
 
 from kdlab.config import Config
 from kdlab.data.fast import FastTrainStream
-from kdlab.data.types import DataBundle
+from kdlab.data.standard import StandardTrainStream
+from kdlab.data.types import DataBundle, TrainStream
 
-from .build import build_teacher_cache
+from .build import ReplayableStream, build_teacher_cache
 from .errors import TeacherCacheError
 from .key import cache_key
 from .outputs import required_outputs
-from .replay import CachedTeacherStream
+from .replay import CachedStandardTeacherStream, CachedTeacherStream
 from .storage import cache_exists
 from .teacher_cache import TeacherCache
 
 
-def fast_stream(bundle: DataBundle) -> FastTrainStream:
-    """The bundle's training stream if it is the fast path's; the cache replays fast-path batches only."""
-    if not isinstance(bundle.train, FastTrainStream):
+def replayable_stream(bundle: DataBundle) -> ReplayableStream:
+    """The bundle's training stream, which a cache can replay (fast or standard path)."""
+    if not isinstance(bundle.train, (FastTrainStream, StandardTrainStream)):
         raise TeacherCacheError(
-            "distill.teacher_cache needs the fast data path (images <= 64 px, data.augment one of none/crop/flip/"
-            f"crop_flip, data.pipeline auto or fast); this run's training stream is {type(bundle.train).__name__}"
+            "distill.teacher_cache replays the fast or the standard data path; this run's training stream is "
+            f"{type(bundle.train).__name__}"
         )
     return bundle.train
 
 
 def run_cache_key(cfg: Config, bundle: DataBundle) -> dict[str, Any]:
     """The cache key of this run's setup (schedule seed: the run's data seed)."""
-    stream = fast_stream(bundle)
-    return cache_key(cfg, bundle, pipeline="fast", seed=stream.seed, global_batch=stream.planner.global_batch)
+    stream = replayable_stream(bundle)
+    pipeline = "fast" if isinstance(stream, FastTrainStream) else "standard"
+    return cache_key(cfg, bundle, pipeline=pipeline, seed=stream.seed, global_batch=stream.planner.global_batch)
+
+
+def cached_stream(cache: TeacherCache, stream: ReplayableStream, device: torch.device) -> TrainStream:
+    """``stream``'s replay of ``cache``: the cache's schedule, the cached teacher outputs."""
+    if isinstance(stream, FastTrainStream):
+        return CachedTeacherStream(cache, stream, device)
+    return CachedStandardTeacherStream(cache, stream, device)
 
 
 def cache_epochs(cfg: Config) -> int:
@@ -71,7 +80,7 @@ def ensure_teacher_cache(
             if teacher is None:
                 raise TeacherCacheError(f"teacher cache {path} does not exist and there is no teacher to build it")
             build_teacher_cache(
-                path, key=run_cache_key(cfg, bundle), stream=fast_stream(bundle), teacher=teacher, fields=fields,
+                path, key=run_cache_key(cfg, bundle), stream=replayable_stream(bundle), teacher=teacher, fields=fields,
                 epochs=cache_epochs(cfg), top_k=cache_top_k(cfg), store_dtype=cache_store_dtype(cfg),
                 autocast=autocast, progress=progress,
             )
@@ -100,7 +109,7 @@ def use_teacher_cache(cfg: Config, bundle: DataBundle, distiller: Any, device: t
     )
     cache.check_usable(run_cache_key(cfg, bundle), needed, cfg.trainer.epochs)
     _announce(cfg, cache)
-    return dataclasses.replace(bundle, train=CachedTeacherStream(cache, fast_stream(bundle), device))
+    return dataclasses.replace(bundle, train=cached_stream(cache, replayable_stream(bundle), device))
 
 
 def _announce(cfg: Config, cache: TeacherCache) -> None:

@@ -32,13 +32,13 @@ class SeededTrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int, int]:
         index, seed = key
         image = self.split.load_pil(index)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             tensor = self.transform(image)
-        return tensor, int(self.split.labels[index]), index
+        return tensor, int(self.split.labels[index]), index, seed
 
 
 class EvalDataset(Dataset):
@@ -57,34 +57,48 @@ class EvalDataset(Dataset):
         return self.transform(self.split.load_pil(index)), int(self.split.labels[index]), index
 
 
-class _PlannedBatches:
-    """Batch sampler over planned rows: lists of (index, per-sample seed) for steps start..end."""
+#: (sample index, per-sample augmentation seed) pairs of this process's columns of one step
+StepPairs = Callable[[int], list[tuple[int, int]]]
 
-    def __init__(self, plan: torch.Tensor, columns: slice, seed: int, epoch: int, start_step: int) -> None:
-        self.plan = plan
-        self.columns = columns
-        self.seed = seed
-        self.epoch = epoch
+
+class _PlannedBatches:
+    """Batch sampler over steps start..end of an epoch: each step's (index, seed) pairs from ``pairs``."""
+
+    def __init__(self, pairs: StepPairs, steps: int, start_step: int) -> None:
+        self.pairs = pairs
+        self.steps = steps
         self.start_step = start_step
 
     def __len__(self) -> int:
-        return max(0, self.plan.shape[0] - self.start_step)
+        return max(0, self.steps - self.start_step)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for step in range(self.start_step, self.plan.shape[0]):
-            generator = generator_for("augment", self.seed, self.epoch, step)
-            seeds = torch.randint(0, _SEED_LIMIT, (self.plan.shape[1],), generator=generator)
-            indices = self.plan[step, self.columns].tolist()
-            yield list(zip(indices, seeds[self.columns].tolist()))
+        for step in range(self.start_step, self.steps):
+            yield self.pairs(step)
 
 
-def _collate(samples: list[tuple[torch.Tensor, int, int]]) -> Batch:
-    images, targets, indices = zip(*samples)
-    return {
+def planned_pairs(plan: torch.Tensor, columns: slice, seed: int, epoch: int) -> StepPairs:
+    """The planner's samples of each step with their augmentation seeds, drawn from (seed, epoch, step)."""
+
+    def pairs(step: int) -> list[tuple[int, int]]:
+        generator = generator_for("augment", seed, epoch, step)
+        seeds = torch.randint(0, _SEED_LIMIT, (plan.shape[1],), generator=generator)
+        return list(zip(plan[step, columns].tolist(), seeds[columns].tolist()))
+
+    return pairs
+
+
+def _collate(samples: list[tuple]) -> Batch:
+    images, targets, indices, *seeds = zip(*samples)
+    batch: Batch = {
         "image": torch.stack(images),
         "target": torch.tensor(targets, dtype=torch.long),
         "index": torch.tensor(indices, dtype=torch.long),
     }
+    if seeds:
+        # a sample's augmentation is a function of its seed: the seed is its augmentation parameter
+        batch["aug"] = {"seed": torch.tensor(seeds[0], dtype=torch.long)}
+    return batch
 
 
 class StandardTrainStream:
@@ -112,7 +126,16 @@ class StandardTrainStream:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         check_start_step(start_step, self.steps_per_epoch)
-        sampler = _PlannedBatches(self.planner.plan(epoch), self.columns, self.seed, epoch, start_step)
+        pairs = planned_pairs(self.planner.plan(epoch), self.columns, self.seed, epoch)
+        yield from self.replay(epoch, pairs, self.steps_per_epoch, start_step)
+
+    def replay(self, epoch: int, pairs: StepPairs, steps: int, start_step: int = 0) -> Iterator[Batch]:
+        """Batches of the given (index, augmentation seed) pairs, steps ``start_step..steps - 1``.
+
+        The images equal those of any earlier pass over the same pairs: each sample's transform
+        runs under its own seed (what a teacher cache replays).
+        """
+        sampler = _PlannedBatches(pairs, steps, start_step)
         if len(sampler) == 0:
             return
         loader = DataLoader(

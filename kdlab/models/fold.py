@@ -6,8 +6,9 @@ convolution with rescaled weights and a bias:
     BN(W * x + b) = gamma * (W * x + b - mu) / sqrt(var + eps) + beta
                   = (s W) * x + s (b - mu) + beta,      s = gamma / sqrt(var + eps)
 
-which saves one pass over every feature map. On this project's 2-core CPU it makes the resnet56
-teacher forward about a third faster. Only for networks that never train again (the teacher).
+which saves one pass over every feature map: on this project's CPUs the resnet56 teacher's bf16
+forward runs 10-40% faster, its fp32 forward 0-12%. Only for networks that never train again
+(the teacher).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from kdlab.data.standard import StandardTrainStream
 from kdlab.data.streams_common import check_start_step
 from kdlab.data.types import Batch
 
+from .build import ReplayableStream
 from .checksum import checksum_tolerance, input_checksums
 from .errors import TeacherCacheError
 from .teacher_cache import AUG_PREFIX, TeacherCache
@@ -65,15 +66,25 @@ class _ChecksumGuard:
             )
 
 
-def _check_global_batch(cache: TeacherCache, global_batch: int) -> None:
-    if cache.global_batch != global_batch:
-        raise TeacherCacheError(
-            f"teacher cache {cache.path} has global batches of {cache.global_batch}, "
-            f"this run {global_batch} (data.batch_size)"
-        )
+class _CacheReplay:
+    """What both replays hold: the cache, this process's columns and rows of it, the checksum guard."""
+
+    def __init__(self, cache: TeacherCache, stream: ReplayableStream, device: torch.device) -> None:
+        if cache.global_batch != stream.planner.global_batch:
+            raise TeacherCacheError(
+                f"teacher cache {cache.path} has global batches of {cache.global_batch}, "
+                f"this run {stream.planner.global_batch} (data.batch_size)"
+            )
+        self.cache = cache
+        self.device = device
+        self.columns = stream.columns
+        self.rows = cache.rows(stream.columns)
+        self.steps_per_epoch = cache.steps_per_epoch
+        self.seed = cache.seed
+        self._guard = _ChecksumGuard(cache, self.rows)
 
 
-class CachedTeacherStream:
+class CachedTeacherStream(_CacheReplay):
     """A :class:`~kdlab.data.types.TrainStream` replaying a teacher cache's schedule on the fast path.
 
     ``stream`` supplies the images, labels, augmentation code and this
@@ -82,18 +93,11 @@ class CachedTeacherStream:
     """
 
     def __init__(self, cache: TeacherCache, stream: FastTrainStream, device: torch.device) -> None:
-        _check_global_batch(cache, stream.planner.global_batch)
-        self.cache = cache
+        super().__init__(cache, stream, device)
         self.stream = stream
-        self.device = device
-        self.columns = stream.columns
-        self.rows = cache.rows(stream.columns)
-        self.steps_per_epoch = cache.steps_per_epoch
         self.images = stream.images
         self.labels = stream.labels
         self.augment = stream.augment
-        self.seed = cache.seed
-        self._guard = _ChecksumGuard(cache, self.rows)
 
     def params_at(self, epoch: int, step: int) -> dict[str, torch.Tensor]:
         """This process's cached augmentation parameters of a step (CPU)."""
@@ -120,7 +124,7 @@ class CachedTeacherStream:
         self._guard.end_epoch(epoch)
 
 
-class CachedStandardTeacherStream:
+class CachedStandardTeacherStream(_CacheReplay):
     """A :class:`~kdlab.data.types.TrainStream` replaying a teacher cache's schedule on the standard path.
 
     ``stream`` supplies the dataset, its transforms, the DataLoader settings and
@@ -131,20 +135,13 @@ class CachedStandardTeacherStream:
     """
 
     def __init__(self, cache: TeacherCache, stream: StandardTrainStream, device: torch.device) -> None:
-        _check_global_batch(cache, stream.planner.global_batch)
+        super().__init__(cache, stream, device)
         if "seed" not in cache.aug_dtypes:
             raise TeacherCacheError(
                 f"teacher cache {cache.path} was built on the fast data path (it stores crop/flip parameters, not "
                 "per-sample augmentation seeds); this run uses the standard path: build a cache for it"
             )
-        self.cache = cache
         self.stream = stream
-        self.device = device
-        self.columns = stream.columns
-        self.rows = cache.rows(stream.columns)
-        self.steps_per_epoch = cache.steps_per_epoch
-        self.seed = cache.seed
-        self._guard = _ChecksumGuard(cache, self.rows)
 
     def _pairs(self, epoch: int) -> Callable[[int], list[tuple[int, int]]]:
         def pairs(step: int) -> list[tuple[int, int]]:

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _format(key: str, value: object) -> str:
-    """Accuracies (percent) with 2 decimals, similarities in [0, 1] with 4."""
+    """Accuracies (percent) with 2 decimals; similarities and COCO AP fractions in [0, 1] with 4."""
     if not isinstance(value, float):
         return str(value)
-    return f"{value:.4f}" if "manifold_" in key else f"{value:.2f}"
+    return f"{value:.4f}" if "manifold_" in key or key.startswith("val_map") else f"{value:.2f}"

@@ -61,6 +61,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ("kdlab.data", "DataError"),
         ("kdlab.models.checkpoint", "CheckpointMismatchError"),
         ("kdlab.models.checkpoint", "UnsafeCheckpointError"),
+        ("kdlab.eval.detection", "DetectionEvalUnavailable"),
     ):
         try:
             errors.append(getattr(importlib.import_module(module), name))

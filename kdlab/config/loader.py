@@ -114,7 +114,33 @@ def from_dict(data: dict[str, Any]) -> Config:
     """Validate a plain mapping against the schema."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
-    return _build(Config, data, prefix="")
+    return _build(Config, with_task_defaults(data), prefix="")
+
+
+#: per task, the values of keys a config leaves unset (classification's are the schema defaults)
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "detection": {
+        "data.augment": "flip",
+        "trainer.best_metric": "val_map",
+        "distill.terms": [{"name": "det", "weight": 1.0}],
+    },
+}
+
+
+def with_task_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its task's defaults filled in where the config sets nothing."""
+    defaults = TASK_DEFAULTS.get(data.get("task")) if isinstance(data.get("task"), str) else None
+    if not defaults:
+        return data
+    out = copy.deepcopy(data)
+    for dotted, value in defaults.items():
+        section, key = dotted.split(".")
+        node = out.get(section)
+        if node is None:
+            node = out[section] = {}
+        if isinstance(node, dict) and key not in node:
+            node[key] = copy.deepcopy(value)
+    return out
 
 
 def flatten_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

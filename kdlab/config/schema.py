@@ -92,7 +92,11 @@ class DataConfig:
     """Where images come from and how they are batched and augmented."""
 
     name: str = field(
-        default="digits", metadata=_choices("digits", "cifar10", "cifar100", "imagefolder", "synthetic")
+        default="digits",
+        metadata=_choices(
+            "digits", "cifar10", "cifar100", "imagefolder", "synthetic", "coco", "voc",
+            doc="coco and voc are detection datasets (task: detection)",
+        ),
     )
     root: Optional[str] = field(default=None, metadata={"doc": "dataset folder or .zip (imagefolder)"})
     download: bool = field(default=False, metadata={"doc": "allow torchvision to download CIFAR (never in tests)"})
@@ -130,6 +134,32 @@ class DataConfig:
     synthetic_test: int = field(default=128, metadata={"min": 1})
     synthetic_classes: int = field(default=10, metadata={"min": 2})
     synthetic_size: int = field(default=32, metadata={"min": 4})
+    train_images: Optional[str] = field(
+        default=None, metadata={"doc": "coco: training image folder (or .zip) relative to data.root (default train2017)"}
+    )
+    train_annotations: Optional[str] = field(
+        default=None,
+        metadata={"doc": "coco: training instances JSON relative to data.root "
+                         "(default annotations/instances_train2017.json)"},
+    )
+    eval_images: Optional[str] = field(
+        default=None, metadata={"doc": "coco: evaluation image folder (or .zip) relative to data.root (default val2017)"}
+    )
+    eval_annotations: Optional[str] = field(
+        default=None,
+        metadata={"doc": "coco: evaluation instances JSON relative to data.root "
+                         "(default annotations/instances_val2017.json)"},
+    )
+    train_split: str = field(default="trainval", metadata={"doc": "voc: ImageSets/Main/<split>.txt of training"})
+    eval_split: str = field(default="test", metadata={"doc": "voc: ImageSets/Main/<split>.txt of evaluation"})
+    classes: Optional[list[str]] = field(
+        default=None, metadata={"doc": "voc: the class names in label order (default: sorted names found in the XMLs)"}
+    )
+    scale_jitter: Optional[list[float]] = field(
+        default=None,
+        metadata={"doc": "detection: [low, high] random rescale of training images (then cropped or padded back "
+                         "to their size), boxes moved with them; null: off"},
+    )
 
 
 @dataclass
@@ -219,6 +249,14 @@ class LoggingConfig:
 class Config:
     """A whole experiment."""
 
+    task: str = field(
+        default="classification",
+        metadata=_choices(
+            "classification", "detection",
+            doc="what is learned; detection defaults data.augment=flip, trainer.best_metric=val_map and "
+            "distill.terms=[{name: det}] where the config does not set them",
+        ),
+    )
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

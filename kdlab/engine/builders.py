@@ -9,7 +9,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from kdlab.config import Config, ConfigError, load_config
+from kdlab.config import Config, ConfigError
+from kdlab.config.teacher_source import resolve_teacher_source  # noqa: F401 - re-exported
 from kdlab.engine.teacher import FrozenTeacher
 
 
@@ -72,32 +73,6 @@ def build_student(cfg: Config, num_classes: int, in_chans: int, *, unsafe_load: 
         )
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model ({cfg.model.name}): {err}") from None
-
-
-def resolve_teacher_source(cfg: Config) -> tuple[str, Optional[str], dict[str, Any], Optional[int]]:
-    """(name, checkpoint file, kwargs, num_classes); a kdlab run folder supplies what is missing."""
-    name, checkpoint = cfg.teacher.name, cfg.teacher.checkpoint
-    kwargs, classes = dict(cfg.teacher.kwargs), cfg.teacher.num_classes
-    if checkpoint is not None and Path(checkpoint).is_dir():
-        run = Path(checkpoint)
-        run_config = run / "config.yaml"
-        best = run / "checkpoints" / "best.pt"
-        last = run / "checkpoints" / "last.pt"
-        checkpoint = str(best if best.exists() else last)
-        if not Path(checkpoint).exists():
-            raise ConfigError(f"teacher.checkpoint={run} is a folder without checkpoints/best.pt or last.pt")
-        if run_config.exists():
-            teacher_cfg = load_config(run_config)
-            name = name or teacher_cfg.model.name
-            kwargs = {**teacher_cfg.model.kwargs, **kwargs}
-            classes = classes or teacher_cfg.model.num_classes
-    if name is None:
-        raise ConfigError("teacher.name is not set (and teacher.checkpoint is not a kdlab run folder)")
-    if checkpoint is None:
-        raise ConfigError(f"teacher {name}: teacher.checkpoint is required (a teacher must be trained)")
-    if not Path(checkpoint).exists():
-        raise ConfigError(f"teacher.checkpoint={checkpoint}: file not found")
-    return name, checkpoint, kwargs, classes
 
 
 def build_teacher(

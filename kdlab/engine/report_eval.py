@@ -36,6 +36,27 @@ def embedding_data(cfg: Config, device: torch.device, progress: bool = False) ->
     return build_data(data_cfg, seed=cfg.trainer.seed, device=device, progress=progress)
 
 
+def evaluate_detector(cfg: Config, checkpoint: str, device: torch.device, *, unsafe_load: bool = False) -> dict[str, Any]:
+    """COCO mAP of a detector checkpoint: ``val_map``, ``val_map50``, ``val_map75``, ``val_map_small``,
+    ``val_map_medium``, ``val_map_large`` (fractions in [0, 1], pycocotools' convention)."""
+    from kdlab.engine.detection_eval import detection_metrics
+    from kdlab.models.checkpoint import load_checkpoint
+    from kdlab.tasks import get_task
+
+    task = get_task("detection")
+    data = task.build_data(cfg, device=device, rank=0, world_size=1, channels_last=False, progress=False)
+    model_cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, checkpoint=None), teacher=dataclasses.replace(
+            cfg.teacher, name=None, checkpoint=None)
+    )
+    student, _ = task.build_networks(model_cfg, data, unsafe_load=unsafe_load)
+    load_checkpoint(student, checkpoint, unsafe=unsafe_load)
+    student.to(device).eval()
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "samples": data.eval.num_samples}
+    result.update(detection_metrics(student, data))
+    return result
+
+
 def evaluate_checkpoint(
     cfg: Config,
     checkpoint: str,
@@ -57,6 +78,10 @@ def evaluate_checkpoint(
     device = builders.resolve_device(cfg.trainer.device)
     if not Path(checkpoint).exists():
         raise ConfigError(f"--checkpoint {checkpoint}: file not found")
+    if cfg.task == "detection":
+        if knn or linear_probe or manifold:
+            raise ConfigError("--knn, --linear-probe and --manifold measure classifiers' embeddings, not task: detection")
+        return evaluate_detector(cfg, checkpoint, device, unsafe_load=unsafe_load)
     data = embedding_data(cfg, device)
     model_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, checkpoint=None))
     student = builders.build_student(model_cfg, data.num_classes, data.in_chans)

@@ -21,48 +21,25 @@ from typing import Any, Optional
 import torch
 
 import kdlab
-from kdlab.config import Config, ConfigError, dump_yaml, flatten_config, load_config, to_dict
+from kdlab.config import Config, ConfigError, dump_yaml, load_config
 from kdlab.engine import builders, distributed
-from kdlab.engine.checkpoint import (
-    CheckpointError,
-    atomic_copy,
-    atomic_save,
-    load_checkpoint_file,
-    require_keys,
-    rng_state,
-    set_rng_state,
-)
-from kdlab.engine.evaluate import classify
+from kdlab.engine.checkpoint import atomic_copy
+from kdlab.engine.finite_guard import DeferredFiniteCheck, prepare_optimizer_for_skips
+from kdlab.engine.metric_reduction import add_losses, agree, epoch_means, flush_into
 from kdlab.engine.metrics_log import MetricsLog
 from kdlab.engine.progress import EpochProgress, say
+from kdlab.engine.run_state import OPERATIONAL_KEYS, config_differences, restore_checkpoint, save_checkpoint  # noqa: F401
 from kdlab.engine.schedule import learning_rate
-from kdlab.engine.finite_guard import DeferredFiniteCheck, prepare_optimizer_for_skips
-from kdlab.engine.teacher import FrozenTeacher
+from kdlab.engine.stop_signal import STOP_PREFIXES, StopSignal
 from kdlab.engine.timelimit import parse_duration
+from kdlab.tasks import EvalParts, get_task
 
 EXIT_PREEMPTED = 3
-
-#: stop reasons by urgency; under DDP every rank stops for the most urgent one any rank has
-_STOP_PREFIXES = ("trainer.stop_after_steps", "trainer.time_limit", "signal")
 
 
 def _now() -> float:
     """The trainer's clock (a function so tests can fake the passing of time)."""
     return time.monotonic()
-
-#: keys that may differ between a run and its resumption (they do not change the result)
-OPERATIONAL_KEYS = {
-    "trainer.stop_after_steps",
-    "trainer.time_limit",
-    "trainer.device",
-    "trainer.progress",
-    "trainer.out_dir",
-    "trainer.epochs",
-    "data.num_workers",
-    "data.cache_dir",
-    "data.eval_batch_size",
-    "description",
-}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,34 +55,6 @@ class TrainResult:
     best: Optional[float] = None
 
 
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    a, b = flatten_config(old), flatten_config(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in OPERATIONAL_KEYS)
-
-
-class _StopSignal:
-    """SIGTERM/SIGINT set a flag; the step in progress finishes, then the run checkpoints and exits."""
-
-    def __init__(self) -> None:
-        self.received: Optional[int] = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopSignal":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
-        self.received = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class _LossGraphOnly(torch.nn.Module):
@@ -133,6 +82,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, *, unsafe_load: bool = False) -> None:
         self.cfg = builders.with_views(cfg)
+        self.task = get_task(self.cfg.task)
         self.unsafe_load = unsafe_load
         self.out_dir = Path(self.cfg.trainer.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
@@ -160,59 +110,27 @@ class Trainer:
                 raise RuntimeError(f"{need.description} finished but did not write {need.produces}")
 
     def _build(self) -> None:
-        from kdlab.data import build_data
-        from kdlab.methods.build import build_distiller
-
-        cfg = self.cfg
+        cfg, task = self.cfg, self.task
         self._run_prerequisites()
         torch.manual_seed(cfg.trainer.seed)
         with distributed.main_first():  # rank 0 fills any on-disk cache, the others then read it
-            self.data = build_data(
-                cfg.data,
-                seed=cfg.trainer.seed,
+            self.data = task.build_data(
+                cfg,
                 device=self.device,
                 rank=self.dist.rank,
                 world_size=self.dist.world_size,
                 channels_last=builders.channels_last(cfg),
                 progress=self.progress_mode != "none",
             )
-        from kdlab.engine.knn_index import verify_knn_index
-
-        verify_knn_index(cfg, self.data.fingerprint)  # a neighbour file of another teacher/dataset is refused
-        self.student = builders.build_student(
-            cfg, self.data.num_classes, self.data.in_chans, unsafe_load=self.unsafe_load
-        )
-        if cfg.model.frozen:
-            self.student = FrozenTeacher(self.student)
-        self.teacher = builders.build_teacher(
-            cfg, self.data.num_classes, self.data.in_chans, self.data.mean, self.data.std,
-            unsafe_load=self.unsafe_load,
-        )
-        memory_format = torch.channels_last if builders.channels_last(cfg) else torch.contiguous_format
+        self.student, self.teacher = task.build_networks(cfg, self.data, unsafe_load=self.unsafe_load)
+        memory_format = task.memory_format(cfg)
         self.student.to(self.device, memory_format=memory_format)
         if cfg.trainer.sync_batchnorm and self.dist.enabled and not cfg.model.frozen:
             # before the loss terms are built: they may hook into the student's modules
             self.student = distributed.convert_sync_batchnorm(self.student, self.device)
         if self.teacher is not None:
             self.teacher.to(self.device, memory_format=memory_format)
-        self.method = build_distiller(
-            cfg,
-            self.student,
-            self.teacher,
-            num_classes=cfg.model.num_classes or self.data.num_classes,
-            train_size=self.data.train_size,
-            image_size=self.data.image_size,
-            in_chans=self.data.in_chans,
-            steps_per_epoch=self.data.train.steps_per_epoch,
-            device=self.device,
-            extra={"train_targets": self.data.train_targets},
-        )
-        self.method.to(self.device)
-        if cfg.distill.teacher_cache:
-            # batches then carry "teacher_features" read from the cache instead of a live teacher forward
-            from kdlab.cache import use_teacher_cache
-
-            self.data = use_teacher_cache(cfg, self.data, self.method, self.device)
+        self.method, self.data = task.build_method(cfg, self.student, self.teacher, self.data, self.device)
         if cfg.trainer.compile:
             self.student.compile()
         # DDP wraps the Distiller (student + trainable term modules); the teacher is outside it
@@ -232,82 +150,13 @@ class Trainer:
         self._epoch_seconds = 0.0
 
     # ------------------------------------------------------------ checkpoints
-    def _state(self) -> dict[str, Any]:
-        method_state = {k: v for k, v in self.method.state_dict().items() if not k.startswith("student.")}
-        return {
-            "model": self.student.state_dict(),
-            "method": method_state,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": None,
-            "epoch": self.epoch,
-            "step": self.step_in_epoch,
-            "global_step": self.global_step,
-            "epoch_sums": dict(self._epoch_sums),
-            "epoch_steps": self._epoch_steps,
-            "epoch_seconds": self._epoch_seconds,
-            "best": self.best,
-            "rng": rng_state(),
-            "config": to_dict(self.cfg),
-            "world_size": self.dist.world_size,
-            "kdlab_version": kdlab.__version__,
-        }
-
     def save(self, name: str = "last.pt") -> Path:
         """Write a checkpoint (rank 0; every rank must call it: it gathers their RNG states)."""
-        rng_ranks = distributed.all_gather_objects(rng_state()) if self.dist.enabled else None
-        path = self.ckpt_dir / name
-        if self.dist.is_main:
-            state = self._state()
-            if rng_ranks is not None:
-                state["rng_ranks"] = rng_ranks
-            atomic_save(state, path)
-            keep = self.cfg.trainer.keep_last
-            if keep > 1 and name == "last.pt" and self.step_in_epoch == 0:
-                atomic_copy(path, self.ckpt_dir / f"epoch_{self.epoch:04d}.pt")
-                for old in sorted(self.ckpt_dir.glob("epoch_*.pt"))[:-keep]:
-                    old.unlink(missing_ok=True)
-        distributed.barrier()  # no rank runs ahead of (or reads) a checkpoint still being written
-        return path
+        return save_checkpoint(self, name)
 
     def resume(self, where: str, force: bool = False) -> bool:
         """Load ``where`` (a checkpoint path, or ``auto``: last.pt of out_dir if any)."""
-        if where == "auto":
-            path = self.ckpt_dir / "last.pt"
-            if not path.exists():
-                say(self.progress_mode, f"no checkpoint at {path}: starting fresh")
-                return False
-        else:
-            path = Path(where)
-            if not path.exists():
-                raise CheckpointError(f"--resume {where}: no such checkpoint (refusing to start fresh)")
-        state = load_checkpoint_file(path, unsafe=self.unsafe_load)
-        require_keys(state, ("model", "method", "optimizer", "epoch", "step", "rng", "config"), path)
-        changed = config_differences(state["config"], to_dict(self.cfg))
-        if changed and not force:
-            raise ConfigError(
-                f"--resume {path}: the config differs from the checkpoint's in {', '.join(changed)}; "
-                "pass --resume-force to continue anyway"
-            )
-        self.student.load_state_dict(state["model"])
-        missing, unexpected = self.method.load_state_dict(
-            {**{f"student.{k}": v for k, v in state["model"].items()}, **state["method"]}, strict=False
-        )
-        if missing or unexpected:
-            raise CheckpointError(f"checkpoint {path} does not fit this method: missing {missing}, unexpected {unexpected}")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step"])
-        self.global_step = int(state.get("global_step", 0))
-        self._epoch_sums = dict(state.get("epoch_sums", {}))
-        self._epoch_steps = int(state.get("epoch_steps", 0))
-        self._epoch_seconds = float(state.get("epoch_seconds", 0.0))
-        self.best = state.get("best")
-        rng_ranks = state.get("rng_ranks")
-        same_layout = isinstance(rng_ranks, list) and len(rng_ranks) == self.dist.world_size
-        set_rng_state(rng_ranks[self.dist.rank] if same_layout else state["rng"])
-        if self.dist.is_main:
-            self.metrics.truncate_after(self.epoch)
-        say(self.progress_mode, f"resumed from {path} at epoch {self.epoch} step {self.step_in_epoch}")
-        return True
+        return restore_checkpoint(self, where, force)
 
     # ------------------------------------------------------------------ steps
     def _nonfinite_error(self, out: Any, grad_norm: torch.Tensor) -> NonFiniteLossError:
@@ -330,7 +179,7 @@ class Trainer:
             f"stopped before the optimizer step, last good checkpoint kept in {self.ckpt_dir}"
         )
 
-    def _train_step(self, batch: dict[str, torch.Tensor], steps: int, stop: "_StopSignal") -> tuple[Any, Optional[str]]:
+    def _train_step(self, batch: dict[str, torch.Tensor], steps: int, stop: "StopSignal") -> tuple[Any, Optional[str]]:
         """One optimizer step; returns its output and the agreed reason to stop after it (or None)."""
         progress = self.epoch + self.step_in_epoch / steps
         lr = learning_rate(self.cfg.schedule, self.cfg.optim.lr, progress, self.cfg.trainer.epochs)
@@ -384,16 +233,10 @@ class Trainer:
 
     def _agree(self, finite: bool, reason: Optional[str]) -> tuple[bool, Optional[str]]:
         """Every rank takes the same decision: any non-finite rank stops all, the most urgent stop wins."""
-        if not self.dist.enabled:
-            return finite, reason
-        code = 0 if reason is None else 1 + next(i for i, p in enumerate(_STOP_PREFIXES) if reason.startswith(p))
-        bad, agreed = distributed.max_over_ranks([0 if finite else 1, code])
-        if agreed != code:
-            reason = self._reason_text(agreed - 1) if agreed else None
-        return not bad, reason
+        return agree(finite, reason, self.dist.world_size, self._reason_text)
 
     def _reason_text(self, index: int) -> str:
-        prefix = _STOP_PREFIXES[index]
+        prefix = STOP_PREFIXES[index]
         if prefix == "trainer.stop_after_steps":
             return f"trainer.stop_after_steps={self.cfg.trainer.stop_after_steps}"
         if prefix == "trainer.time_limit":
@@ -401,29 +244,12 @@ class Trainer:
         return "signal received by another rank"
 
     def _accumulate(self, out: Any, batch: dict[str, torch.Tensor]) -> None:
-        sums = self._pending
-        sums["loss"] = sums.get("loss", 0.0) + out.loss.detach().float()
-        for key, value in out.terms.items():
-            sums[key] = sums.get(key, 0.0) + value.float()
-        if out.logits is not None and self.method.labels and "target" in batch:
-            correct = (out.logits.detach().argmax(1) == batch["target"]).sum()
-            sums["_correct"] = sums.get("_correct", 0) + correct
-            sums["_seen"] = sums.get("_seen", 0) + batch["target"].numel()
+        add_losses(self._pending, out)
+        self.task.accumulate(self._pending, out, batch, self.method)
 
     def _flush_sums(self) -> None:
-        """Move on-device running sums to Python floats (only at log/checkpoint points: no per-step sync).
-
-        Under DDP the sums are reduced over ranks first: loss values become the mean over
-        ranks (the loss of the global batch for per-sample means), counts ("_" keys) add up.
-        """
-        keys = sorted(self._pending)
-        values = [float(self._pending[k]) for k in keys]
-        if self.dist.enabled and keys:
-            reduced = distributed.all_reduce_sum(torch.tensor(values, dtype=torch.float64))
-            values = [v if k.startswith("_") else v / self.dist.world_size for k, v in zip(keys, reduced.tolist())]
-        for key, value in zip(keys, values):
-            self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
-        self._pending = {}
+        """Move on-device running sums to Python floats (only at log/checkpoint points: no per-step sync)."""
+        flush_into(self._pending, self._epoch_sums, self.dist.world_size if self.dist.enabled else 1)
 
     # ------------------------------------------------------------------- loop
     def fit(self, resume: Optional[str] = None, resume_force: bool = False) -> TrainResult:
@@ -449,7 +275,7 @@ class Trainer:
         self._limit = parse_duration(cfg.trainer.time_limit) if cfg.trainer.time_limit else None
         self._started = _now()
         self._steps_this_process = 0
-        with _StopSignal() as stop:
+        with StopSignal() as stop:
             while self.epoch < cfg.trainer.epochs:
                 bar = EpochProgress(self.progress_mode, steps, self.step_in_epoch, f"epoch {self.epoch}")
                 tick = _now()
@@ -492,7 +318,7 @@ class Trainer:
         say(self.progress_mode, f"done: {self.out_dir} (best {cfg.trainer.best_metric} = {self.best})")
         return TrainResult(self.out_dir, True, 0, history, self.best)
 
-    def _stop_reason(self, stop: _StopSignal, steps_done: int) -> Optional[str]:
+    def _stop_reason(self, stop: StopSignal, steps_done: int) -> Optional[str]:
         """This rank's reason to stop once ``steps_done`` steps of this process are finished."""
         if stop.received is not None:
             return f"signal {signal.Signals(stop.received).name}"
@@ -524,14 +350,9 @@ class Trainer:
 
     def _end_epoch(self, steps: int) -> None:
         cfg = self.cfg
-        n = max(self._epoch_steps, 1)
         row: dict[str, Any] = {"epoch": self.epoch}
-        row["train_loss"] = self._epoch_sums.get("loss", 0.0) / n
-        for key, value in self._epoch_sums.items():
-            if not key.startswith("_") and key != "loss":
-                row[f"train_{key}"] = value / n
-        if self._epoch_sums.get("_seen"):
-            row["train_top1"] = 100.0 * self._epoch_sums["_correct"] / self._epoch_sums["_seen"]
+        row.update(epoch_means(self._epoch_sums, self._epoch_steps))
+        row.update(self.task.train_metrics(self._epoch_sums))
         last_epoch = self.epoch + 1 == cfg.trainer.epochs
         if last_epoch or (self.epoch + 1) % cfg.trainer.eval_every == 0:
             row.update(self.evaluate())
@@ -553,45 +374,13 @@ class Trainer:
             atomic_copy(path, self.ckpt_dir / "best.pt")
 
     def evaluate(self) -> dict[str, Any]:
-        """Per-epoch evaluation of the student (top-1/top-5/loss on the evaluation split).
-
-        Under DDP each rank measures its shard of the split and the counts are summed,
-        so the result equals a single pass over every sample once.
-        """
-        # the checkpoint holds rank 0's BatchNorm statistics: measure those on every shard
-        distributed.broadcast_buffers(self.student)
-        if not self.method.labels:
-            from kdlab.engine.evaluate import embed
-            from kdlab.eval.knn import knn_accuracy
-
-            k = self.cfg.eval.knn_k[0] if self.cfg.eval.knn_k else 20
-            train_x, train_y, _ = embed(self.student, self.data.train_eval, gather_across_ranks=True)
-            test_x, test_y, _ = embed(self.student, self.data.eval, gather_across_ranks=True)
-            acc = knn_accuracy(
-                train_x, train_y, test_x, test_y, ks=(k,), temperature=self.cfg.eval.knn_temperature,
-                num_classes=self.data.num_classes,
-            )
-            return {f"val_knn{k}": acc[k], "val_top1": acc[k]}
-        result = classify(self.student, self.data.eval, autocast=self.autocast, reduce_across_ranks=True)
-        row = {"val_top1": result["top1"], "val_top5": result["top5"], "val_loss": result["loss"]}
-        for key, term in self.method.terms.items():
-            extra = term.evaluate(self.student, self.data.eval)
-            row.update({f"val_{key}_{name}": value for name, value in self._shard_mean(extra).items()})
-        return row
-
-    def _shard_mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Per-shard means of a term's eval metrics -> the mean over the whole split (weighted by shard size)."""
-        if not self.dist.enabled or not values:
-            return values
-        keys = sorted(values)
-        weight = float(self.data.eval.num_samples)
-        packed = torch.tensor([float(values[k]) * weight for k in keys] + [weight], dtype=torch.float64)
-        total = distributed.all_reduce_sum(packed).tolist()
-        return {k: v / max(total[-1], 1.0) for k, v in zip(keys, total[:-1])}
+        """The task's per-epoch evaluation of the student (every rank gets the whole split's result)."""
+        parts = EvalParts(self.cfg, self.student, self.method, self.data, self.autocast, self.dist.enabled)
+        return self.task.evaluate(parts)
 
     def _summary(self, row: dict[str, Any]) -> str:
         parts = [f"epoch {row['epoch'] + 1}/{self.cfg.trainer.epochs}", f"loss {row['train_loss']:.4f}"]
-        for key in ("val_top1", "val_top5"):
+        for key in self.task.summary_keys:
             if row.get(key) is not None:
                 parts.append(f"{key} {row[key]:.2f}")
         parts.append(f"lr {row['lr']:.4g}")

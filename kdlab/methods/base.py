@@ -72,6 +72,8 @@ class LossTerm(nn.Module):
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: the config ``task`` this term belongs to
+    task: ClassVar[str] = "classification"
     needs_teacher: ClassVar[bool] = True
     needs_labels: ClassVar[bool] = False
     #: student / teacher features used: any of "logits", "embedding", "stages", "preact_stages"
@@ -121,7 +123,9 @@ class Prerequisite:
 _TERMS: dict[str, type[LossTerm]] = {}
 
 #: packages whose import registers loss terms
-TERM_PACKAGES = ("kdlab.methods.terms", "kdlab.methods.sskd", "kdlab.methods.unsupervised")
+TERM_PACKAGES = (
+    "kdlab.methods.terms", "kdlab.methods.sskd", "kdlab.methods.unsupervised", "kdlab.methods.detection",
+)
 
 
 def register_term(cls: type[LossTerm]) -> type[LossTerm]:

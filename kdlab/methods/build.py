@@ -58,6 +58,29 @@ def _spec(i: int, raw: Any) -> tuple[type[LossTerm], str, float, dict[str, Any]]
     return cls, key, float(weight), params
 
 
+def check_term_tasks(cfg: Config, specs: list[tuple[type[LossTerm], str, float, dict[str, Any]]]) -> None:
+    """Every configured term belongs to the run's ``task``."""
+    for i, (cls, key, _, _) in enumerate(specs):
+        if cls.task != cfg.task:
+            raise ConfigError(
+                f"distill.terms[{i}] ({key}) is a {cls.task} term but task={cfg.task}; "
+                f"set task: {cls.task} or use {cfg.task} terms (`kdlab list-methods`)"
+            )
+
+
+def term_specs(cfg: Config) -> list[tuple[type[LossTerm], str, float, dict[str, Any]]]:
+    """``distill.terms`` validated: (class, key, weight, params) per term, keys distinct, tasks right."""
+    specs = [_spec(i, raw) for i, raw in enumerate(cfg.distill.terms)]
+    if not specs:
+        raise ConfigError("distill.terms is empty: name at least one loss term, e.g. [{name: ce}]")
+    keys = [key for _, key, _, _ in specs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigError(f"distill.terms: term {duplicates[0]!r} appears twice; give each a distinct `key`")
+    check_term_tasks(cfg, specs)
+    return specs
+
+
 def prerequisites(cfg: Config) -> list[Any]:
     """Every run the configured terms need finished first (see LossTerm.prerequisites)."""
     needed = []
@@ -91,13 +114,7 @@ def build_distiller(
     device: torch.device,
     extra: Optional[dict[str, Any]] = None,
 ) -> Distiller:
-    specs = [_spec(i, raw) for i, raw in enumerate(cfg.distill.terms)]
-    if not specs:
-        raise ConfigError("distill.terms is empty: name at least one loss term, e.g. [{name: ce}]")
-    keys = [key for _, key, _, _ in specs]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise ConfigError(f"distill.terms: term {duplicates[0]!r} appears twice; give each a distinct `key`")
+    specs = term_specs(cfg)
     for i, (cls, key, _, _) in enumerate(specs):
         if cls.needs_labels and not cfg.distill.labels:
             raise ConfigError(f"distill.terms[{i}] ({key}) needs labels but distill.labels is false")

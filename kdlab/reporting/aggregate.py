@@ -14,6 +14,9 @@ benchmark suite share this schema:
 ``seconds_mean/std``  training seconds per run (the trainer's epoch times)
 ``gain``, ``gain_se`` ``top1_mean`` minus the baseline row's, and the standard error of that
                       difference (``sqrt(s_a^2/n_a + s_b^2/n_b)``); set by :func:`add_gains`
+``map_mean/std``      detection runs (``metric`` = ``val_map``): COCO AP@[.50:.95] in AP points
+                      (x100 of pycocotools' fraction) at the final epoch, equal to ``top1_mean/std``;
+                      ``best_map_*``, ``map50_*`` and ``val_map<50|75|_small|...>_*`` likewise
 ``<metric>_mean/std`` further metrics when present: ``val_top5``, ``val_knn<k>`` (final epoch),
                       ``linear_top1``, ``knn<k>``, ``manifold_*`` (from ``eval.json`` of last.pt)
 
@@ -63,6 +66,18 @@ _SEED_PART = re.compile(r"^(?:seed|s)[-_]?\d+$", re.IGNORECASE)
 _SEED_SUFFIX = re.compile(r"[-_.]seed[-_]?\d+$", re.IGNORECASE)
 _EXTRA_FROM_EVAL = re.compile(r"^(linear_top\d+|knn\d+|manifold_.+)$")
 _EXTRA_FROM_METRICS = re.compile(r"^val_(top5|knn\d+)$")
+#: detection runs: AP keys of metrics.jsonl (fractions there, AP points x100 in report rows)
+_DETECTION_EXTRAS = ("val_map50", "val_map75", "val_map_small", "val_map_medium", "val_map_large")
+
+
+def is_detection(run: RunRecord) -> bool:
+    return run.config.get("task") == "detection"
+
+
+def _ap_points(value: Any) -> Optional[float]:
+    """pycocotools' AP fraction as AP points (x100); NaN (undefined: no ground truth) stays out."""
+    number_ = number(value)
+    return None if number_ is None or math.isnan(number_) else 100.0 * number_
 
 
 @dataclass
@@ -155,6 +170,12 @@ def run_accuracy(run: RunRecord) -> dict[str, Any]:
     per-epoch ``val_top1`` is a kNN accuracy); every other run by ``val_top1`` from
     metrics.jsonl: final = the last evaluated epoch, best = the maximum over epochs.
     """
+    if is_detection(run):
+        aps = [_ap_points(row.get("val_map")) for row in run.metrics]
+        values = [v for v in aps if v is not None]
+        if not values:
+            return {"metric": "val_map", "final": None, "best": None, "epochs": len(run.metrics)}
+        return {"metric": "val_map", "final": values[-1], "best": max(values), "epochs": len(run.metrics)}
     probe_last = number(run.evaluation.get("last", {}).get("linear_top1"))
     if run.label_free and probe_last is not None:
         probe_best = number(run.evaluation.get("best", {}).get("linear_top1"))
@@ -182,6 +203,13 @@ def seed_finals(groups: Sequence[RunGroup]) -> dict[str, list[float]]:
 def run_extras(run: RunRecord) -> dict[str, float]:
     """Secondary metrics of one run: final-epoch top-5 / kNN, and eval.json of last.pt."""
     extras: dict[str, float] = {}
+    if is_detection(run):
+        evaluated = [row for row in run.metrics if _ap_points(row.get("val_map")) is not None]
+        for key in _DETECTION_EXTRAS:
+            value = _ap_points(evaluated[-1].get(key)) if evaluated else None
+            if value is not None:
+                extras[key] = value
+        return extras
     evaluated = [row for row in run.metrics if number(row.get("val_top1")) is not None]
     if evaluated:
         for key, value in evaluated[-1].items():
@@ -233,6 +261,10 @@ def summarize(group: RunGroup) -> dict[str, Any]:
     per_run = [run_extras(run) for run in group.runs]
     for key in sorted({k for extras in per_run for k in extras}):
         row[f"{key}_mean"], row[f"{key}_std"] = mean_std([extras[key] for extras in per_run if key in extras])
+    if row["metric"] == "val_map":  # the detection names of the headline and AP50 columns
+        row["map_mean"], row["map_std"] = row["top1_mean"], row["top1_std"]
+        row["best_map_mean"], row["best_map_std"] = row["best_top1_mean"], row["best_top1_std"]
+        row["map50_mean"], row["map50_std"] = row.get("val_map50_mean"), row.get("val_map50_std")
     return row
 
 

@@ -14,6 +14,11 @@ _SHOWN_EXTRAS = (
     ("linear_top1", "linear probe %"),
     ("manifold_cka", "CKA"),
     ("manifold_knn_overlap", "kNN overlap"),
+    ("val_map50", "AP50"),
+    ("val_map75", "AP75"),
+    ("val_map_small", "APs"),
+    ("val_map_medium", "APm"),
+    ("val_map_large", "APl"),
 )
 
 def format_seconds(seconds: Optional[float]) -> str:
@@ -53,6 +58,8 @@ def _extra_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _top1_header(rows: Sequence[dict[str, Any]]) -> str:
+    if rows and all(row.get("metric") == "val_map" for row in rows):
+        return "AP"
     return "top-1 %" if all(row.get("metric") == "val_top1" for row in rows) else "top-1 %*"
 
 
@@ -63,7 +70,7 @@ def table_cells(
     has_gain = any("gain" in row for row in rows)
     header = ["method", "n", f"final {_top1_header(rows)}"]
     if best:
-        header.append("best-epoch top-1 %")
+        header.append("best-epoch " + ("AP" if _top1_header(rows) == "AP" else "top-1 %"))
     if has_gain:
         header.append("gain")
     extra_columns = _extra_columns(rows) if extras else []
@@ -90,8 +97,14 @@ def footnotes(rows: Sequence[dict[str, Any]]) -> list[str]:
         "mean ± sample std over n seeds; final = last epoch, best-epoch = maximum over epochs "
         "(selected on the evaluation split itself, so optimistic)."
     ]
+    if any(row.get("metric") == "val_map" for row in rows):
+        notes.append(
+            "AP = COCO AP@[.50:.95] (pycocotools) in points (x100); AP50/AP75 at IoU .50/.75, "
+            "APs/APm/APl by object area (small < 32^2, medium < 96^2 pixels, large above)."
+        )
     if any("gain" in row for row in rows):
-        notes.append("gain = final top-1 minus the baseline's, (± standard error of the difference).")
+        what = "AP" if any(row.get("metric") == "val_map" for row in rows) else "top-1"
+        notes.append(f"gain = final {what} minus the baseline's, (± standard error of the difference).")
     if any(row.get("metric") == "linear_top1" for row in rows):
         notes.append(
             "* label-free run: top-1 is a linear probe on the frozen embedding, trained on the labels "

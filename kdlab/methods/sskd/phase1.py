@@ -27,8 +27,8 @@ import torch
 
 from kdlab.config import Config, ConfigError, flatten_config, from_dict, to_dict
 from kdlab.data.cache import default_cache_dir
-from kdlab.engine.builders import resolve_teacher_source
-from kdlab.engine.checkpoint import CheckpointError, file_sha256, load_checkpoint_file
+from kdlab.config.teacher_source import resolve_teacher_source
+from kdlab.checkpoint_io import CheckpointError, file_sha256, load_checkpoint_file
 from kdlab.methods.base import Prerequisite
 
 #: the phase-1 term's name and key (its head's checkpoint keys start with ``terms.<key>.head.``)

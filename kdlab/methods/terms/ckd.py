@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.engine.distributed import gather_enabled, gather_with_grad
+from kdlab.collectives import gather_enabled, gather_with_grad
 from kdlab.losses import ckd_loss
 from kdlab.losses.ckd import CKDNegatives
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term

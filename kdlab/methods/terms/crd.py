@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdlab.engine.distributed import all_gather_rows
+from kdlab.collectives import all_gather_rows
 from kdlab.losses import crd_loss, crd_normalizers, crd_update_memory
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
 from kdlab.methods.terms._features import EMBEDDING, flat_dim, resolve_for_both

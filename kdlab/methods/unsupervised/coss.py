@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from kdlab.engine.distributed import gather_enabled, gather_with_grad
+from kdlab.collectives import gather_enabled, gather_with_grad
 from kdlab.losses import cosine_embedding_loss, coss_loss
 from kdlab.methods.base import BuildContext, StepContext, register_term
 from kdlab.methods.unsupervised.head import EmbeddingTerm

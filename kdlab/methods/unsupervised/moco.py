@@ -85,7 +85,7 @@ def convert_moco_checkpoint(
     Returns:
         ``dst`` as a Path.
     """
-    from kdlab.engine.checkpoint import atomic_save
+    from kdlab.checkpoint_io import atomic_save
     from kdlab.models.checkpoint import read_checkpoint_file
 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:

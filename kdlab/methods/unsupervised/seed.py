@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from kdlab.engine.distributed import all_gather_rows
+from kdlab.collectives import all_gather_rows
 from kdlab.losses import seed_loss
 from kdlab.methods.base import BuildContext, StepContext, register_term
 from kdlab.methods.unsupervised.head import EmbeddingTerm

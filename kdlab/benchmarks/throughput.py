@@ -9,6 +9,10 @@
    teacher-output cache (built beforehand; its build time is reported, not
    counted).
 
+A detection config (``task: detection``) is measured two ways: ``student_only``
+(the detector's own losses, ``det``) and ``distill_live`` (its distillation terms
+with the teacher detector run live); there is no reference loop or cache there.
+
 Each configuration runs in its own worker process (separate peak-memory
 readings) and the parent alternates short timed slices between them, so a
 machine whose load changes during the benchmark affects all four alike.
@@ -36,6 +40,9 @@ import torch
 
 from kdlab.benchmarks.throughput_clock import WARMUP_STEPS
 from kdlab.benchmarks.throughput_worker import KINDS
+
+#: what a detection config is measured as
+DETECTION_KINDS = ("student_only", "distill_live")
 from kdlab.config import Config, ConfigError, TeacherConfig, to_dict
 from kdlab.engine.builders import channels_last
 
@@ -58,7 +65,8 @@ def configuration(kind: str, cfg: Config, *, out_dir: Path, cache: Optional[Path
     distill = dataclasses.replace(cfg.distill, teacher_cache=None)
     teacher = cfg.teacher
     if kind == "student_only":
-        distill = dataclasses.replace(distill, terms=[{"name": "ce", "weight": 1.0}])
+        plain = "det" if cfg.task == "detection" else "ce"
+        distill = dataclasses.replace(distill, terms=[{"name": plain, "weight": 1.0}])
         teacher = TeacherConfig()
     elif kind == "distill_cached":
         distill = dataclasses.replace(distill, teacher_cache=str(cache))
@@ -177,6 +185,12 @@ def bench_throughput(
         raise ConfigError(
             f"--seconds must be > 0, --rounds >= 1 and --warmup-steps >= 0, got {seconds}, {rounds}, {warmup_steps}"
         )
+    if cfg.task == "detection":
+        if not (cfg.teacher.name or cfg.teacher.checkpoint):
+            raise ConfigError("bench throughput compares a student with its distillation: the config needs a teacher")
+        with _sigterm_as_exit():
+            return _run(cfg, seconds=seconds, rounds=rounds, cache=None, cache_epochs=cache_epochs,
+                        warmup_steps=warmup_steps, threads=threads, progress=progress, kinds=DETECTION_KINDS)
     kd_settings(cfg)  # the config must be a KD config
     if cfg.data.name != "imagefolder":
         raise ConfigError(f"bench throughput compares with torchvision's ImageFolder: data.name must be imagefolder, "
@@ -188,7 +202,7 @@ def bench_throughput(
 
 def _run(cfg: Config, *, seconds: float, rounds: int,
          cache: Optional[str | Path], cache_epochs: int, warmup_steps: int, threads: Optional[int],
-         progress: Optional[Callable[[str], None]]) -> dict[str, Any]:
+         progress: Optional[Callable[[str], None]], kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
     """Build the cache, start the workers, alternate the slices; always stop the workers and clean up."""
     from kdlab.cache import build_cache_from_config
 
@@ -196,15 +210,18 @@ def _run(cfg: Config, *, seconds: float, rounds: int,
     workers: list[_Worker] = []
     try:
         cache_path = Path(cache) if cache is not None else workdir / "teacher-cache"
-        _say(progress, f"teacher cache: {cache_path} ({cache_epochs} epoch(s))")
-        started = time.perf_counter()
-        cache_cfg = configuration("distill_cached", cfg, out_dir=workdir, cache=cache_path, epochs=cache_epochs)
-        teacher_cache, built = build_cache_from_config(cache_cfg, cache_path, epochs=cache_epochs, progress=False)
-        cache_info = {**teacher_cache.describe(), "built": built, "seconds": time.perf_counter() - started}
-        epochs = min(cfg.trainer.epochs, teacher_cache.epochs)
+        cache_info: Optional[dict[str, Any]] = None
+        epochs = cfg.trainer.epochs
+        if "distill_cached" in kinds:
+            _say(progress, f"teacher cache: {cache_path} ({cache_epochs} epoch(s))")
+            started = time.perf_counter()
+            cache_cfg = configuration("distill_cached", cfg, out_dir=workdir, cache=cache_path, epochs=cache_epochs)
+            teacher_cache, built = build_cache_from_config(cache_cfg, cache_path, epochs=cache_epochs, progress=False)
+            cache_info = {**teacher_cache.describe(), "built": built, "seconds": time.perf_counter() - started}
+            epochs = min(cfg.trainer.epochs, teacher_cache.epochs)
 
-        _say(progress, "starting the four configurations: " + ", ".join(KINDS))
-        for kind in KINDS:
+        _say(progress, f"starting the {len(kinds)} configurations: " + ", ".join(kinds))
+        for kind in kinds:
             kind_cfg = configuration(kind, cfg, out_dir=workdir, cache=cache_path, epochs=epochs)
             workers.append(_Worker(kind, kind_cfg, workdir, threads))
         ready = {w.kind: w.receive() for w in workers}
@@ -227,7 +244,7 @@ def _run(cfg: Config, *, seconds: float, rounds: int,
         for worker in workers:
             worker.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    return _summary(cfg, slices, memory, ready, cache_info, seconds, rounds, warmup_steps, threads)
+    return _summary(cfg, slices, memory, ready, cache_info, seconds, rounds, warmup_steps, threads, kinds)
 
 
 def _above(memory: dict[str, Any]) -> Optional[float]:
@@ -237,17 +254,17 @@ def _above(memory: dict[str, Any]) -> Optional[float]:
     return memory["host"] - memory["baseline"]
 
 
-def _ratios(ips: dict[str, float]) -> dict[str, float]:
+def _ratios(ips: dict[str, float], names: Any = TARGETS) -> dict[str, float]:
     out = {}
-    for name in TARGETS:
+    for name in names:
         top, bottom = name.split("/")
         out[name] = ips[top] / ips[bottom] if ips[bottom] else float("inf")
     return out
 
 
 def _summary(cfg: Config, slices: dict[str, list[dict[str, Any]]], memory: dict[str, dict[str, Any]],
-             ready: dict[str, dict[str, Any]], cache_info: dict[str, Any], seconds: float, rounds: int,
-             warmup_steps: int, threads: Optional[int]) -> dict[str, Any]:
+             ready: dict[str, dict[str, Any]], cache_info: Optional[dict[str, Any]], seconds: float, rounds: int,
+             warmup_steps: int, threads: Optional[int], kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
     speeds = {kind: [s["images"] / s["seconds"] for s in runs] for kind, runs in slices.items()}
     best = {kind: max(values) for kind, values in speeds.items()}
     median = {kind: statistics.median(values) for kind, values in speeds.items()}
@@ -255,20 +272,25 @@ def _summary(cfg: Config, slices: dict[str, list[dict[str, Any]]], memory: dict[
 
     # Headline: the least-disturbed slice of each configuration (best of N, as timeit advises: on a
     # shared machine other processes only ever slow a slice down); median and mean are reported too.
-    result: dict[str, Any] = {f"{kind}_ips": best[kind] for kind in KINDS}
-    ratios = _ratios(best)
+    result: dict[str, Any] = {f"{kind}_ips": best[kind] for kind in kinds}
+    # detection has no targets: the live teacher's cost is reported as the fraction of the student's speed
+    targets = TARGETS if kinds == KINDS else {}
+    names = list(TARGETS) if kinds == KINDS else ["distill_live/student_only"]
+    ratios = _ratios(best, names)
     result.update(
+        task=cfg.task,
+        kinds=list(kinds),
         ratios=ratios,
-        ratios_median=_ratios(median),
+        ratios_median=_ratios(median, names),
         ips_median=median,
         ips_mean=mean,
-        targets={name: target for name, target in TARGETS.items()},
-        targets_met={name: ratios[name] >= target for name, target in TARGETS.items()},
-        peak_memory_mb={kind: memory[kind]["host"] for kind in KINDS},
-        peak_memory_above_baseline_mb={kind: _above(memory[kind]) for kind in KINDS},
-        cuda_peak_memory_mb={kind: memory[kind]["cuda"] for kind in KINDS},
+        targets=dict(targets),
+        targets_met={name: ratios[name] >= target for name, target in targets.items()},
+        peak_memory_mb={kind: memory[kind]["host"] for kind in kinds},
+        peak_memory_above_baseline_mb={kind: _above(memory[kind]) for kind in kinds},
+        cuda_peak_memory_mb={kind: memory[kind]["cuda"] for kind in kinds},
         slices_ips=speeds,
-        setup_seconds={kind: ready[kind]["setup_seconds"] for kind in KINDS},
+        setup_seconds={kind: ready[kind]["setup_seconds"] for kind in kinds},
         device=ready["distill_live"]["device"],
         cache=cache_info,
         batch_size=cfg.data.batch_size,

@@ -41,7 +41,7 @@ class TimedStream:
         while True:
             for batch in self.inner.epoch(count % self._cycle if self._cycle else count):
                 self.clock.tick(images)
-                images = int(batch["image"].shape[0])
+                images = len(batch["images"]) if "images" in batch else int(batch["image"].shape[0])
                 yield batch
             count += 1
 

@@ -10,7 +10,7 @@ from kdlab.cli.common import add_config_args, config_from_args
 
 _LABELS = {
     "reference": "reference loop (torchvision ImageFolder, 2 workers)",
-    "student_only": "kdlab, student only (ce)",
+    "student_only": "kdlab, student only (ce; det for detection)",
     "distill_live": "kdlab, distillation, live teacher",
     "distill_cached": "kdlab, distillation, teacher cache",
 }
@@ -59,16 +59,22 @@ def run(args: argparse.Namespace) -> int:
           f"in {result['rounds']} alternating slices, {result['torch_threads']} torch threads")
     print(f"{'images/s (best slice, median); peak MiB (+ above imports)':<52} {'best':>8} {'median':>8} "
           f"{'peak':>7} {'+':>6}")
-    for kind, label in _LABELS.items():
+    for kind in result.get("kinds", list(_LABELS)):
+        label = _LABELS[kind]
         peak = result["peak_memory_mb"][kind] or float("nan")
         above = result["peak_memory_above_baseline_mb"][kind]
         print(f"{label:<52} {result[kind + '_ips']:8.1f} {result['ips_median'][kind]:8.1f} {peak:7.0f} "
               f"{above if above is not None else float('nan'):6.0f}")
     for name, ratio in result["ratios"].items():
-        target = result["targets"][name]
+        target = result["targets"].get(name)
+        if target is None:
+            print(f"{name:<52} {ratio:8.2f} {result['ratios_median'][name]:8.2f}")
+            continue
         mark = "ok" if result["targets_met"][name] else "BELOW TARGET"
         print(f"{name:<52} {ratio:8.2f} {result['ratios_median'][name]:8.2f}  (target >= {target:g}: {mark})")
     cache = result["cache"]
+    if cache is None:
+        return 0
     print(f"teacher cache: {cache['epochs']} epoch(s), {cache['bytes'] / 2**20:.1f} MiB, "
           f"built in {cache['seconds']:.1f} s (not timed)")
     return 0

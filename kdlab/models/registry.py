@@ -1,9 +1,11 @@
-"""Model registry: ``create_model(name)`` for the zoo, ``tv:<name>`` and ``timm:<name>``.
+"""Model registry: ``create_model(name)`` for the zoo, ``tv:<name>``, ``timm:<name>`` and ``det:<name>``.
 
 Zoo files register their constructors with :func:`register_model`. Names with
 a ``tv:`` prefix build torchvision models, ``timm:`` timm models (imported
 lazily: timm is optional); both are wrapped in feature adapters so every model
-returned here satisfies :class:`kdlab.models.features.FeatureModel`. Weights
+returned here satisfies :class:`kdlab.models.features.FeatureModel`. ``det:``
+names build torchvision Faster R-CNN detectors (:mod:`kdlab.models.detection`),
+which keep torchvision's detection contract instead. Weights
 are never downloaded: pretrained weights come in through ``checkpoint=``.
 """
 
@@ -24,6 +26,8 @@ F = TypeVar("F", bound=ModelFactory)
 
 TV_PREFIX = "tv:"
 TIMM_PREFIX = "timm:"
+DET_PREFIX = "det:"
+RESERVED_PREFIXES = (TV_PREFIX, TIMM_PREFIX, DET_PREFIX)
 
 _REGISTRY: dict[str, ModelFactory] = {}
 
@@ -45,8 +49,10 @@ def register_model(fn: F | None = None, *, name: str | None = None) -> F | Calla
 
     def decorate(factory: F) -> F:
         key = name or factory.__name__
-        if key.startswith((TV_PREFIX, TIMM_PREFIX)):
-            raise ValueError(f"model name {key!r} uses a reserved prefix ({TV_PREFIX!r} or {TIMM_PREFIX!r})")
+        if key.startswith(RESERVED_PREFIXES):
+            raise ValueError(
+                f"model name {key!r} uses a reserved prefix ({', '.join(repr(p) for p in RESERVED_PREFIXES)})"
+            )
         if key in _REGISTRY and _REGISTRY[key] is not factory:
             raise ValueError(f"model name {key!r} is already registered (by {_REGISTRY[key].__module__})")
         _REGISTRY[key] = factory
@@ -59,7 +65,8 @@ def list_models(pattern: str | None = None) -> list[str]:
     """Sorted zoo model names, optionally filtered by a case-insensitive glob (``"resnet*"``).
 
     ``"tv:<glob>"`` lists torchvision classification models, ``"timm:<glob>"``
-    timm's (needs timm installed); both come back with their prefix.
+    timm's (needs timm installed), ``"det:<glob>"`` the buildable detectors; all
+    come back with their prefix.
     """
     if pattern is not None and pattern.startswith(TV_PREFIX):
         from kdlab.models.tv_adapter import torchvision_model_names
@@ -70,6 +77,11 @@ def list_models(pattern: str | None = None) -> list[str]:
 
         rest = pattern[len(TIMM_PREFIX) :] or "*"
         return [TIMM_PREFIX + n for n in import_timm(pattern).list_models(rest)]
+    if pattern is not None and pattern.startswith(DET_PREFIX):
+        from kdlab.models.detection import list_detector_names
+
+        rest = (pattern[len(DET_PREFIX) :] or "*").lower()
+        return [n for n in list_detector_names() if fnmatch.fnmatchcase(n[len(DET_PREFIX) :].lower(), rest)]
     names = sorted(_REGISTRY, key=str.lower)
     if pattern is None:
         return names
@@ -104,19 +116,26 @@ def create_model(
     """Build a model by name and optionally load weights into it.
 
     Args:
-        name: a zoo name (``list_models()``), ``"tv:<torchvision name>"`` or ``"timm:<timm name>"``.
+        name: a zoo name (``list_models()``), ``"tv:<torchvision name>"``, ``"timm:<timm name>"`` or
+            ``"det:fasterrcnn_<backbone>_fpn"`` (a detector; see :func:`kdlab.models.detection.create_detector`
+            for its options, e.g. ``backbone_checkpoint=``).
         num_classes: classifier outputs; 0 builds an embedding model (logits = embedding).
         checkpoint: a weights file in any format :func:`kdlab.models.load_checkpoint` reads.
         unsafe_load: allow a checkpoint that needs full unpickling (trusted files only; ``--unsafe-load``).
         **kwargs: options of the constructor (e.g. ``in_chans=1``, ``shortcut="A"`` for CIFAR ResNets).
 
     Returns:
-        An ``nn.Module`` satisfying :class:`kdlab.models.features.FeatureModel`.
+        An ``nn.Module`` satisfying :class:`kdlab.models.features.FeatureModel`; for ``det:`` names a
+        ``torchvision.models.detection.FasterRCNN`` with K + 1 predictor outputs (background added).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     if not isinstance(num_classes, int) or num_classes < 0:
         raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
+    if name.startswith(DET_PREFIX):
+        from kdlab.models.detection import create_detector
+
+        return create_detector(name, num_classes, checkpoint, unsafe_load=unsafe_load, **kwargs)
     if name.startswith(TV_PREFIX):
         from kdlab.models.tv_adapter import create_torchvision_model
 

@@ -17,6 +17,7 @@ from kdlab.losses.embedding import CosineEmbeddingLoss, MSEEmbeddingLoss, cosine
 from kdlab.losses.fitnet import FitNetLoss, fitnet_loss
 from kdlab.losses.kd import KDLoss, kd_loss
 from kdlab.losses.pkt import PKTLoss, pkt_conditional_probabilities, pkt_loss
+from kdlab.losses.reviewkd import HCLLoss, hcl_loss
 from kdlab.losses.rkd import RKDLoss, normalized_distances, rkd_loss, triplet_angles
 from kdlab.losses.seed import SEEDLoss, seed_loss, seed_update_queue
 from kdlab.losses.sp import SPLoss, batch_similarity, sp_loss
@@ -38,6 +39,7 @@ __all__ = [
     "CosineEmbeddingLoss",
     "DKDLoss",
     "FitNetLoss",
+    "HCLLoss",
     "KDLoss",
     "MSEEmbeddingLoss",
     "PKTLoss",
@@ -56,6 +58,7 @@ __all__ = [
     "crd_update_memory",
     "dkd_loss",
     "fitnet_loss",
+    "hcl_loss",
     "kd_loss",
     "mse_embedding_loss",
     "normalized_distances",

@@ -139,3 +139,19 @@ def test_sampling_is_a_function_of_image_and_epoch_not_of_batch() -> None:
     finally:
         handle.remove()
     assert not torch.equal(rois["later"][0], rois["single"][0])  # another epoch draws other RoIs
+
+
+def test_reviewkd_term_trains_the_fusion_and_composes_with_roi_ckd() -> None:
+    from kdlab.methods.detection.reviewkd import ReviewKDDetectionTerm
+
+    student, teacher = tiny_detector(0), frozen_teacher()
+    ctx = build_context(student, teacher)
+    review = ReviewKDDetectionTerm(ctx, mid_channels=8)
+    method = DetectionDistiller(
+        student, [("det", DetectorLossTerm(ctx), 1.0), ("reviewkd", review, 1.2), ("roi_ckd", RoICKDTerm(ctx), 0.1)],
+        teacher=teacher,
+    ).train()
+    out = method(batch())
+    assert float(out.terms["reviewkd"]) > 0
+    out.loss.backward()
+    assert all(p.grad is not None for p in review.parameters())

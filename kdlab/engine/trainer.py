@@ -382,7 +382,7 @@ class Trainer:
         parts = [f"epoch {row['epoch'] + 1}/{self.cfg.trainer.epochs}", f"loss {row['train_loss']:.4f}"]
         for key in self.task.summary_keys:
             if row.get(key) is not None:
-                parts.append(f"{key} {row[key]:.2f}")
+                parts.append(f"{key} {row[key]:.4f}" if key.startswith("val_map") else f"{key} {row[key]:.2f}")
         parts.append(f"lr {row['lr']:.4g}")
         parts.append(f"{row['seconds']:.1f}s")
         return "  ".join(parts)

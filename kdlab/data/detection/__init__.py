@@ -1,0 +1,6 @@
+"""Detection data: COCO and Pascal VOC readers, seeded detection batches, and ``make-detection``."""
+
+from kdlab.data.detection.build import DetectionDataBundle, build_detection_data
+from kdlab.data.detection.make import MakeDetectionOptions, make_detection_dataset
+
+__all__ = ["DetectionDataBundle", "MakeDetectionOptions", "build_detection_data", "make_detection_dataset"]

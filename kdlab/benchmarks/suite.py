@@ -31,6 +31,7 @@ are kept, interrupted ones resume exactly (``--fresh`` starts over).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -144,6 +145,41 @@ def _resolve_existing(raw: Any, what: str, source: Any, hint: str) -> Path:
     return resolved.resolve()
 
 
+def _distinct(overrides: Sequence[str]) -> tuple[str, ...]:
+    """``overrides`` without repeats (a later equal one says nothing new)."""
+    return tuple(dict.fromkeys(overrides))
+
+
+def dataset_root(out_dir: Path) -> Path:
+    """Where a suite with a ``dataset:`` entry makes its data."""
+    return out_dir / "data"
+
+
+def ensure_dataset(plan: "SuitePlan", echo: Echo = print) -> Optional[float]:
+    """Make the manifest's dataset into ``<out>/data`` unless the same one is there; seconds it took, or None."""
+    from kdlab.data.detection import MakeDetectionOptions, make_detection_dataset
+
+    spec = plan.manifest.dataset
+    if spec is None:
+        return None
+    root = dataset_root(plan.out_dir)
+    chosen = {**spec.options, **(plan.manifest.mini.dataset if plan.options.mini else {})}
+    try:
+        options = MakeDetectionOptions(**chosen)
+    except TypeError as err:
+        raise SuiteError(f"{plan.manifest.folder / 'suite.yaml'}: dataset options: {err}") from None
+    source = spec.source if spec.source == "digits" else str(Path(spec.source).expanduser().resolve())
+    marker = root / "make_detection.json"
+    if marker.is_file():
+        made = json.loads(marker.read_text())
+        if made.get("source") == source and made.get("options") == dataclasses.asdict(options):
+            return None
+    echo(f"making the detection canvases: kdlab data make-detection {spec.source} {root} (seed {options.seed})")
+    started = time.monotonic()
+    make_detection_dataset(source, root, options, overwrite=True)
+    return time.monotonic() - started
+
+
 def _data_override(config: Path, overrides: Sequence[str]) -> str:
     """``data.root=<absolute path>`` for this config, or SuiteError when the dataset is missing."""
     from kdlab.config import load_config
@@ -186,20 +222,34 @@ def plan_suite(options: SuiteOptions) -> SuitePlan:
     default_out = Path("runs") / "bench" / (manifest.name + ("-mini" if options.mini else ""))
     out_dir = Path(options.out_dir if options.out_dir is not None else default_out).expanduser().resolve()
     common = (*(mini.overrides if options.mini else ()), *options.overrides, _progress(options.verbose))
+    if manifest.dataset is not None:
+        source = manifest.dataset.source
+        if source != "digits":
+            _resolve_existing(source, "dataset.make_detection.source", manifest.folder / "suite.yaml",
+                              "The suite makes its detection canvases from this classification source (the CIFAR-10 "
+                              "JPEG zip): put it there or run from the directory the path is relative to.")
+        common = (f"data.root={dataset_root(out_dir)}", *common)
 
     teacher_config = manifest.teacher.config
-    teacher_base = (*common, _data_override(teacher_config, common))
+    teacher_base = _distinct((*common, _data_override(teacher_config, common)))
+    from kdlab.config import load_config
+
+    teacher_cfg = load_config(teacher_config, teacher_base)
+    # a detection teacher starts from a pretrained classification backbone, not from a whole pretrained detector
+    weights_key = "model.checkpoint"
+    if teacher_cfg.task == "detection" and teacher_cfg.model.checkpoint is None:
+        weights_key = "model.kwargs.backbone_checkpoint"
     if options.teacher_checkpoint is not None:
         pretrained = _resolve_existing(options.teacher_checkpoint, "--teacher-checkpoint", "the command line",
                                        "Pass an existing teacher weights file.")
     else:
-        from kdlab.config import load_config
-
+        configured = (teacher_cfg.model.checkpoint if weights_key == "model.checkpoint"
+                      else teacher_cfg.model.kwargs.get("backbone_checkpoint"))
         pretrained = _resolve_existing(
-            load_config(teacher_config, teacher_base).model.checkpoint, "model.checkpoint", teacher_config,
+            configured, weights_key, teacher_config,
             "The suite needs the pretrained teacher weights: put them there or pass --teacher-checkpoint PATH.",
         )
-    teacher_overrides = (*teacher_base, f"model.checkpoint={pretrained}")
+    teacher_overrides = (*teacher_base, f"{weights_key}={pretrained}")
     teacher_run = None
     if finetune:
         teacher_dir = out_dir / TEACHER
@@ -213,7 +263,8 @@ def plan_suite(options: SuiteOptions) -> SuitePlan:
     for seed in range(seeds):
         for spec in methods:
             run_dir = out_dir / "runs" / spec.name / f"seed{seed}"
-            overrides = [*common, data_overrides[spec.name], f"trainer.out_dir={run_dir}", f"trainer.seed={seed}"]
+            overrides = [*_distinct((*common, data_overrides[spec.name])), f"trainer.out_dir={run_dir}",
+                         f"trainer.seed={seed}"]
             cache = None
             if _distils(spec.config, overrides):
                 overrides.append(f"teacher.checkpoint={plan.teacher_weights}")
@@ -376,6 +427,8 @@ def _score(record: Any) -> str:
     accuracy = run_accuracy(record)
     if accuracy["final"] is None:
         return "no top-1 recorded"
+    if accuracy["metric"] == "val_map":
+        return f"AP {accuracy['final']:.2f}"
     name = "linear-probe top-1" if accuracy["metric"] == "linear_top1" else "top-1"
     return f"{name} {accuracy['final']:.2f}%"
 
@@ -452,7 +505,10 @@ def decode_data_once(plan: SuitePlan) -> float:
     started = time.monotonic()
     seen: set[str] = set()
     for run in ([plan.teacher_run] if plan.teacher_run else []) + plan.runs:
-        data = run.load().data
+        cfg = run.load()
+        if cfg.task != "classification":  # the fast-path cache is the classification pipeline's
+            continue
+        data = cfg.data
         key = json.dumps([data.name, data.root, data.subset, data.image_size, data.cache_dir, data.pipeline])
         if key not in seen:
             seen.add(key)
@@ -478,6 +534,9 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
     clock, cpu_clock = time.monotonic(), time.process_time()
     previous_threads = torch.get_num_threads()  # inline runs apply trainer.num_threads process-wide
     progress = _Progress(plan, len(tasks), echo)
+    made = ensure_dataset(plan, echo)
+    if made is not None:
+        progress.timings["make_dataset"] = round(made, 2)
     if plan.jobs > 1:
         progress.timings["decode_data"] = round(decode_data_once(plan), 2)
     try:
@@ -513,6 +572,9 @@ def dry_run(options: SuiteOptions, echo: Echo = print) -> SuitePlan:
     plan = plan_suite(options)
     echo(f"suite {plan.manifest.name}: {len(plan.methods)} method(s) x {plan.seeds} seed(s), {plan.jobs} job(s), "
          f"into {plan.out_dir}")
+    if plan.manifest.dataset is not None:
+        flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in plan.manifest.dataset.options.items())
+        echo(f"  dataset: kdlab data make-detection {plan.manifest.dataset.source} {dataset_root(plan.out_dir)} {flags}")
     for task in build_tasks(plan):
         after = f"  (after {', '.join(task.deps)})" if task.deps else ""
         command = task.args[0].command() if task.fn is task_run else ""

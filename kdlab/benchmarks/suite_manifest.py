@@ -21,6 +21,8 @@ config, their ``_base_`` files) and ``suite.yaml``, which says what to run::
       methods: [student, kd]
       teacher: {finetune: false, evaluate_pretrained: false}
       overrides: [data.subset=256, trainer.epochs=1]
+    dataset:                      # optional: a dataset the suite makes first, into <out>/data
+      make_detection: {source: ../shared/data/cifar10-jpg.zip, seed: 0, train: 1500, canvas: 64}
     published:                    # optional: what the report compares the ordering with
       source: "..."
       top1: {kd: 70.66, ...}
@@ -67,6 +69,14 @@ class TeacherSpec:
 
 
 @dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset the suite makes before anything trains (``kdlab data make-detection``), into ``<out>/data``."""
+
+    source: str
+    options: dict[str, Any] = field(default_factory=dict)  # MakeDetectionOptions fields
+
+
+@dataclass(frozen=True)
 class MiniSpec:
     """The ``--mini`` variant: fewer seeds and methods, overrides that shrink every run."""
 
@@ -76,6 +86,7 @@ class MiniSpec:
     finetune: bool = False
     evaluate_pretrained: bool = False
     overrides: tuple[str, ...] = ()
+    dataset: dict[str, Any] = field(default_factory=dict)  # make_detection options that replace the full suite's
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class SuiteManifest:
     methods: tuple[MethodSpec, ...]
     mini: MiniSpec
     published: PublishedReference
+    dataset: Optional[DatasetSpec] = None
 
     @property
     def method_names(self) -> tuple[str, ...]:
@@ -192,6 +204,7 @@ def _mini(raw: Any, path: Path, methods: tuple[str, ...]) -> MiniSpec:
         finetune=_flag(teacher.get("finetune", False), path, "mini.teacher.finetune"),
         evaluate_pretrained=_flag(teacher.get("evaluate_pretrained", False), path, "mini.teacher.evaluate_pretrained"),
         overrides=tuple(overrides),
+        dataset=dict(_mapping(entry.get("dataset"), path, "mini.dataset")),
     )
 
 
@@ -214,7 +227,27 @@ def _published(raw: Any, path: Path) -> PublishedReference:
     )
 
 
-_TOP_KEYS = {"name", "title", "seeds", "jobs", "baseline", "teacher", "methods", "mini", "published"}
+_TOP_KEYS = {"name", "title", "seeds", "jobs", "baseline", "teacher", "methods", "mini", "published", "dataset"}
+
+
+def _dataset(raw: Any, path: Path) -> Optional[DatasetSpec]:
+    if raw is None:
+        return None
+    from dataclasses import fields
+
+    from kdlab.data.detection import MakeDetectionOptions
+
+    entry = _mapping(raw, path, "dataset")
+    if set(entry) != {"make_detection"}:
+        raise SuiteError(f"{_where(path, 'dataset')} must hold exactly one key, make_detection, got {sorted(entry)}")
+    make = dict(_mapping(entry["make_detection"], path, "dataset.make_detection"))
+    source = _string(make.pop("source", None), path, "dataset.make_detection.source")
+    allowed = {f.name for f in fields(MakeDetectionOptions)}
+    unknown = sorted(set(make) - allowed)
+    if unknown:
+        raise SuiteError(f"{_where(path, 'dataset.make_detection')}: unknown key(s) {unknown}; allowed: "
+                         f"source, {', '.join(sorted(allowed))}")
+    return DatasetSpec(source, make)
 
 
 def load_manifest(folder: str | Path) -> SuiteManifest:
@@ -262,6 +295,7 @@ def load_manifest(folder: str | Path) -> SuiteManifest:
         methods=methods,
         mini=_mini(data.get("mini"), path, tuple(names)),
         published=_published(data.get("published"), path),
+        dataset=_dataset(data.get("dataset"), path),
     )
 
 

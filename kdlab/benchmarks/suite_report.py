@@ -260,6 +260,67 @@ def _schedule(cfg: Any) -> str:
     return text
 
 
+def _student_lines(plan: "SuitePlan", cfg: Any) -> list[str]:
+    d, t, o = cfg.data, cfg.trainer, cfg.optim
+    subset = f"a fixed random subset of {d.subset} training images (the same for every seed)" if d.subset else "every training image"
+    return [
+        f"- data: `{_relative(Path(d.root)) if d.root else d.name}`; students train on {subset}; every "
+        "evaluation uses the whole test split",
+        f"- input: augmentation `{d.augment}` (padding {d.crop_padding}), normalised with mean {list(d.mean or [])} "
+        f"/ std {list(d.std or [])}, `data.pipeline={d.pipeline}`",
+        f"- student: `{cfg.model.name}`{_kwargs(cfg.model.kwargs)} from scratch, {_plural(t.epochs, 'epoch')}, "
+        f"batch {d.batch_size}, {o.name.upper()} lr {o.lr:g} (momentum {o.momentum:g}, weight decay "
+        f"{o.weight_decay:g}), schedule {_schedule(cfg)}, evaluated on the test split every "
+        f"{_plural(t.eval_every, 'epoch')} and after the last",
+        f"- compute: precision {t.precision}, channels_last {str(channels_last(cfg)).lower()}, "
+        f"{t.num_threads or 'torch default'} thread(s) per run, {plan.jobs} run(s) side by side",
+    ]
+
+
+def _detection_student_lines(plan: "SuitePlan", cfg: Any) -> list[str]:
+    d, t, o = cfg.data, cfg.trainer, cfg.optim
+    lines = []
+    spec = plan.manifest.dataset
+    if spec is not None:
+        chosen = {**spec.options, **(plan.manifest.mini.dataset if plan.options.mini else {})}
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+        lines.append(f"- data: canvases made by `kdlab data make-detection {spec.source} <out>/data {flags}` "
+                     "(train canvases from the source's train split, test canvases from its test split); "
+                     "COCO AP on every test canvas")
+    else:
+        lines.append(f"- data: `{d.name}` at `{d.root}`; COCO AP on the whole evaluation split")
+    backbone = cfg.model.kwargs.get("backbone_checkpoint")
+    start = f"backbone from `{backbone}`" if backbone else "from scratch"
+    lines += [
+        f"- input: augmentation `{d.augment}`" + (f", scale jitter {d.scale_jitter}" if d.scale_jitter else "")
+        + "; the detector resizes and normalises its input itself",
+        f"- student: `{cfg.model.name}`{_kwargs(cfg.model.kwargs)}, {start}, {_plural(t.epochs, 'epoch')}, "
+        f"batch {d.batch_size}, {o.name.upper()} lr {o.lr:g} (momentum {o.momentum:g}, weight decay "
+        f"{o.weight_decay:g}), schedule {_schedule(cfg)}, evaluated on the test split every "
+        f"{_plural(t.eval_every, 'epoch')} and after the last",
+        f"- compute: precision {t.precision}, {t.num_threads or 'torch default'} thread(s) per run, "
+        f"{plan.jobs} run(s) side by side",
+    ]
+    return lines
+
+
+def target_lines(rows: Sequence[dict[str, Any]], baseline: str) -> list[str]:
+    """Whether the best method beats the baseline by more than twice the larger of their seed stds."""
+    base = next((r for r in rows if r["method"] == baseline), None)
+    others = [r for r in rows if r["method"] not in (TEACHER, baseline) and r.get("top1_mean") is not None]
+    if base is None or base.get("top1_mean") is None or not others:
+        return []
+    best = max(others, key=lambda r: r["top1_mean"])
+    stds = [s for s in (best.get("top1_std"), base.get("top1_std")) if s is not None]
+    if len(stds) < 2:
+        return [f"- best method: {best['method']} ({best['top1_mean'] - base['top1_mean']:+.2f} over {baseline}); "
+                "one seed on a side, so the target (a gain above twice the larger seed std) cannot be judged"]
+    gain, bound = best["top1_mean"] - base["top1_mean"], 2 * max(stds)
+    met = "met" if gain > bound else "NOT met"
+    return [f"- target, the best method beats {baseline} by more than twice the larger seed std: {met} — "
+            f"{best['method']} {gain:+.2f} against 2 x {max(stds):.2f} = {bound:.2f}"]
+
+
 def protocol_lines(plan: "SuitePlan") -> list[str]:
     """The protocol as the resolved configs define it (so the document cannot drift from the configs)."""
     from kdlab.config import load_config
@@ -268,20 +329,7 @@ def protocol_lines(plan: "SuitePlan") -> list[str]:
     lines: list[str] = []
     if student_run is not None:
         cfg = load_config(student_run.config, student_run.overrides)
-        d, t, o = cfg.data, cfg.trainer, cfg.optim
-        subset = f"a fixed random subset of {d.subset} training images (the same for every seed)" if d.subset else "every training image"
-        lines += [
-            f"- data: `{_relative(Path(d.root)) if d.root else d.name}`; students train on {subset}; every "
-            "evaluation uses the whole test split",
-            f"- input: augmentation `{d.augment}` (padding {d.crop_padding}), normalised with mean {list(d.mean or [])} "
-            f"/ std {list(d.std or [])}, `data.pipeline={d.pipeline}`",
-            f"- student: `{cfg.model.name}`{_kwargs(cfg.model.kwargs)} from scratch, {_plural(t.epochs, 'epoch')}, "
-            f"batch {d.batch_size}, {o.name.upper()} lr {o.lr:g} (momentum {o.momentum:g}, weight decay "
-            f"{o.weight_decay:g}), schedule {_schedule(cfg)}, evaluated on the test split every "
-            f"{_plural(t.eval_every, 'epoch')} and after the last",
-            f"- compute: precision {t.precision}, channels_last {str(channels_last(cfg)).lower()}, "
-            f"{t.num_threads or 'torch default'} thread(s) per run, {plan.jobs} run(s) side by side",
-        ]
+        lines += _detection_student_lines(plan, cfg) if cfg.task == "detection" else _student_lines(plan, cfg)
     teacher_cfg = load_config(plan.manifest.teacher.config, plan.teacher_overrides)
     teacher_text = (f"- teacher: `{teacher_cfg.model.name}`{_kwargs(teacher_cfg.model.kwargs)} "
                     f"from `{_relative(plan.pretrained)}`")
@@ -289,7 +337,7 @@ def protocol_lines(plan: "SuitePlan") -> list[str]:
         ft = plan.teacher_run.load()
         subset = f"{ft.data.subset} training images" if ft.data.subset else "every training image"
         teacher_text += (
-            f", fine-tuned {_plural(ft.trainer.epochs, 'epoch')} on {subset} ({ft.optim.name.upper()} lr {ft.optim.lr:g}, "
+            f", {'trained' if ft.task == 'detection' else 'fine-tuned'} {_plural(ft.trainer.epochs, 'epoch')} on {subset} ({ft.optim.name.upper()} lr {ft.optim.lr:g}, "
             f"{_schedule(ft)}, batch {ft.data.batch_size}); students distil from its last checkpoint"
         )
     else:
@@ -393,6 +441,8 @@ def _teacher_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     if row is None:
         return ["The teacher was not evaluated in this run (`--mini` skips it)."]
     before, after = row.get("pretrained_top1"), row.get("top1_mean")
+    if row.get("metric") == "val_map":
+        return [f"- the teacher detector after its training: AP {after:.2f}" if after is not None else "- no AP recorded"]
     parts = []
     if before is not None:
         parts.append(f"pretrained weights: {before:.2f}% top-1 on the test split (`kdlab eval`)")
@@ -458,7 +508,11 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
     lines += ["## Does the suite separate the methods?", "", f"Gain over the plain {manifest.baseline} "
               f"(± standard error of the difference over seeds):", ""]
     lines += separation_lines(plan, rows) or ["- (no method besides the baseline)"]
-    lines += ["", "## Ordering against the published CIFAR-100 ordering", ""] + ordering_lines(plan, rows)
+    lines += target_lines(rows, manifest.baseline)
+    if manifest.published.source or manifest.published.top1 or manifest.published.order:
+        lines += ["", "## Ordering against the published CIFAR-100 ordering", ""] + ordering_lines(plan, rows)
+    else:
+        lines += [""]
     lines += ["## Cost", ""] + _cost_lines(result) + [""]
     lines += [
         "## Machine",

@@ -18,7 +18,8 @@ def run_models(args: argparse.Namespace) -> int:
 
     for name in list_models(args.pattern):
         print(name)
-    print("tv:<name> (any torchvision classification model), timm:<name> (when timm is installed)")
+    print("tv:<name> (any torchvision classification model), timm:<name> (when timm is installed), "
+          "det:fasterrcnn_<backbone>_fpn (detectors: list-models 'det:*')")
     return 0
 
 
@@ -35,6 +36,8 @@ def run_methods(args: argparse.Namespace) -> int:  # noqa: ARG001
             needs.append("labels")
         if cls.multiview:
             needs.append(f"views={cls.multiview}")
+        if cls.task != "classification":
+            needs.append(f"task: {cls.task}")
         print(f"{name:<14} params: {params}")
         print(f"{'':<14} needs: {', '.join(needs) or 'nothing'}; paper: {cls.paper}")
     return 0

@@ -156,3 +156,54 @@ class StepOutput:
     logits: Optional[torch.Tensor]  # student logits of the normal view (B, K), for training accuracy
     terms: dict[str, torch.Tensor]  # raw value of every named term (and sub-term "name/part")
     loss: torch.Tensor  # the weighted total that is backpropagated
+
+
+class TermsOwner(nn.Module):
+    """A student and its weighted loss terms, plus a frozen teacher held outside the module tree.
+
+    The common ground of the task Distillers: the terms' trainable modules are children
+    (optimised, checkpointed, DDP-wrapped), the teacher is not, yet ``.to()`` reaches it.
+    """
+
+    def __init__(self, student: nn.Module, terms: list[tuple[str, "LossTerm", float]], teacher: Optional[nn.Module]
+                 ) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError(f"a {type(self).__name__} needs at least one loss term")
+        self.student = student
+        self.terms = nn.ModuleDict({key: term for key, term, _ in terms})
+        self.weights = {key: float(weight) for key, _, weight in terms}
+        # Kept out of the module tree: not optimised, not checkpointed, not DDP-wrapped.
+        self.__dict__["teacher"] = teacher
+
+    @property
+    def teacher(self) -> Optional[nn.Module]:
+        return self.__dict__["teacher"]
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
+        # .to()/.cuda()/.half() reach the teacher too, though it is not a child module.
+        if self.teacher is not None:
+            self.teacher._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def weighted_terms(self, step_for: Any, progress: float, like: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Every term's value (and sub-terms ``key/part``) and the weighted total, in fp32.
+
+        ``step_for(term)`` gives the step context the term reads.
+        """
+        values: dict[str, torch.Tensor] = {}
+        total = like.new_zeros((), dtype=torch.float32)
+        for key, term in self.terms.items():
+            out = term(step_for(term))
+            if isinstance(out, dict):
+                for part, value in out.items():
+                    if part != "loss":
+                        values[f"{key}/{part}"] = value.detach()
+                out = out["loss"]
+            values[key] = out.detach()
+            total = total + (self.weights[key] * term.weight_scale(progress)) * out.float()
+        return values, total
+
+    def eval_model(self) -> nn.Module:
+        """The network that evaluation measures (the student)."""
+        return self.student

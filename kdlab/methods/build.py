@@ -155,6 +155,12 @@ def build_distiller(
         ),
         extra=dict(extra or {}),
     )
+    return Distiller(student, instantiate_terms(specs, ctx, device), teacher=teacher, labels=cfg.distill.labels)
+
+
+def instantiate_terms(specs: list[tuple[type[LossTerm], str, float, dict[str, Any]]], ctx: Any, device: torch.device
+                      ) -> list[tuple[str, LossTerm, float]]:
+    """Each spec's term built from ``ctx`` and its parameters, on ``device``; a bad parameter names the term."""
     terms = []
     for i, (cls, key, weight, params) in enumerate(specs):
         try:
@@ -162,4 +168,4 @@ def build_distiller(
         except (TypeError, ValueError) as err:
             raise ConfigError(f"distill.terms[{i}] ({key}): {err}") from None
         terms.append((key, term.to(device), weight))
-    return Distiller(student, terms, teacher=teacher, labels=cfg.distill.labels)
+    return terms

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from kdlab.methods.base import LossTerm, StepContext, StepOutput
+from kdlab.methods.base import LossTerm, StepContext, StepOutput, TermsOwner
 from kdlab.models.features import Features
 
 _FEATURE_KINDS = frozenset({"embedding", "stages", "preact_stages"})
@@ -35,7 +35,7 @@ def _view0(features: Features, views: int) -> Features:
     )
 
 
-class Distiller(nn.Module):
+class Distiller(TermsOwner):
     """Student + loss terms (+ a frozen teacher kept outside the module tree).
 
     Args:
@@ -52,14 +52,7 @@ class Distiller(nn.Module):
         teacher: Optional[nn.Module] = None,
         labels: bool = True,
     ) -> None:
-        super().__init__()
-        if not terms:
-            raise ValueError("a Distiller needs at least one loss term")
-        self.student = student
-        self.terms = nn.ModuleDict({key: term for key, term, _ in terms})
-        self.weights = {key: float(weight) for key, _, weight in terms}
-        # Kept out of the module tree: not optimised, not checkpointed, not DDP-wrapped.
-        self.__dict__["teacher"] = teacher
+        super().__init__(student, terms, teacher)
         self.labels = labels
         self._student_full = any(t.uses & _FEATURE_KINDS for t in self.terms.values())
         self._needs_teacher = any(t.needs_teacher for t in self.terms.values())
@@ -67,16 +60,6 @@ class Distiller(nn.Module):
         if self._needs_teacher and teacher is None:
             names = [k for k, t in self.terms.items() if t.needs_teacher]
             raise ValueError(f"loss terms {names} need a teacher: set teacher.name and teacher.checkpoint")
-
-    @property
-    def teacher(self) -> Optional[nn.Module]:
-        return self.__dict__["teacher"]
-
-    def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
-        # .to()/.cuda()/.half() reach the teacher too, though it is not a child module.
-        if self.teacher is not None:
-            self.teacher._apply(fn, *args, **kwargs)
-        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, batch: dict[str, torch.Tensor], epoch: int = 0, progress: float = 0.0) -> StepOutput:
         images = batch["image"]
@@ -94,11 +77,9 @@ class Distiller(nn.Module):
         targets = batch.get("target") if self.labels else None
         student0, teacher0 = _view0(student, views), (None if teacher is None else _view0(teacher, views))
 
-        values: dict[str, torch.Tensor] = {}
-        total = student.logits.new_zeros((), dtype=torch.float32)
-        for key, term in self.terms.items():
+        def step_for(term: LossTerm) -> StepContext:
             multi = term.multiview is not None
-            step = StepContext(
+            return StepContext(
                 student=student if multi else student0,
                 teacher=teacher if multi else teacher0,
                 targets=targets,
@@ -108,16 +89,6 @@ class Distiller(nn.Module):
                 progress=progress,
                 batch=batch,
             )
-            out = term(step)
-            if isinstance(out, dict):
-                for part, value in out.items():
-                    if part != "loss":
-                        values[f"{key}/{part}"] = value.detach()
-                out = out["loss"]
-            values[key] = out.detach()
-            total = total + (self.weights[key] * term.weight_scale(progress)) * out.float()
-        return StepOutput(logits=student0.logits, terms=values, loss=total)
 
-    def eval_model(self) -> nn.Module:
-        """The network that evaluation measures (the student)."""
-        return self.student
+        values, total = self.weighted_terms(step_for, progress, student.logits)
+        return StepOutput(logits=student0.logits, terms=values, loss=total)

@@ -148,3 +148,17 @@ def test_mismatched_terms_and_transforms_are_config_errors(canvases: Path, teach
                                    "teacher.kwargs={min_size: 48, max_size: 48}"]))
     with pytest.raises(ConfigError, match="no det: prefix"):
         Trainer(load_config(None, [*tiny(canvases), f"trainer.out_dir={tmp_path / 'd'}", "model.name=resnet8"]))
+
+
+def test_bench_throughput_measures_a_detection_config_two_ways(canvases: Path, teacher: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "det.yaml"
+    config.write_text("{}\n")
+    args = ["--seconds", "0.4", "--rounds", "1", "--warmup-steps", "1", "--json"]
+    code = main(["bench", "throughput", str(config), *tiny(canvases), *with_teacher(teacher), *args])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kinds"] == ["student_only", "distill_live"] and result["task"] == "detection"
+    for kind in result["kinds"]:
+        assert result[f"{kind}_ips"] > 0 and result["peak_memory_mb"][kind] > 0
+    assert set(result["ratios"]) == {"distill_live/student_only"} and result["cache"] is None

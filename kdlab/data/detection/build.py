@@ -63,6 +63,14 @@ def _check_keys(cfg: Any) -> None:
         if value != default:
             raise DataError(f"{key}={value} is not used for detection (the detector resizes and normalises its "
                             "input: model.kwargs min_size, max_size, image_mean, image_std)")
+    coco_keys = (("data.train_images", cfg.train_images, None), ("data.train_annotations", cfg.train_annotations, None),
+                 ("data.eval_images", cfg.eval_images, None), ("data.eval_annotations", cfg.eval_annotations, None))
+    voc_keys = (("data.classes", cfg.classes, None), ("data.train_split", cfg.train_split, "trainval"),
+                ("data.eval_split", cfg.eval_split, "test"))
+    foreign = {"coco": ("voc", voc_keys), "voc": ("coco", coco_keys)}.get(cfg.name)
+    for key, value, default in foreign[1] if foreign else ():
+        if value != default:
+            raise DataError(f"{key}={value} is a data.name={foreign[0]} key, not used for data.name={cfg.name}")
     jitter = cfg.scale_jitter
     if jitter is not None and not (len(jitter) == 2 and 0 < jitter[0] <= jitter[1]):
         raise DataError(f"data.scale_jitter={jitter} must be [low, high] with 0 < low <= high")
@@ -174,6 +182,9 @@ def build_detection_data(cfg: Any, *, seed: int, device: torch.device, rank: int
     train_set = DetectionImages(train.records, train_images, augment, seed, train_decoded)
     eval_set = DetectionImages(evaluation.records, eval_images, DetectionAugment(), seed, eval_decoded)
     planner = RandomBatchPlanner(len(train.records), cfg.batch_size, seed)
+    if planner.steps == 0:
+        raise DataError(f"data.batch_size={cfg.batch_size} exceeds the {len(train.records)} training images "
+                        "(no full batch)")
     columns = rank_columns(cfg.batch_size, rank, world_size)
     sides = [side for r in train.records + evaluation.records for side in (r.width, r.height)]
     return DetectionDataBundle(

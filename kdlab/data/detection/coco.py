@@ -38,6 +38,14 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _known(value: Any, table: dict) -> bool:
+    """``value in table``, False for an unhashable value (a list where an id belongs)."""
+    try:
+        return value in table
+    except TypeError:
+        return False
+
+
 def _categories(data: dict[str, Any], name: str) -> tuple[list[int], list[str]]:
     ids, names = [], []
     for i, entry in enumerate(data["categories"]):
@@ -46,7 +54,7 @@ def _categories(data: dict[str, Any], name: str) -> tuple[list[int], list[str]]:
         ids.append(int(entry["id"]))
         names.append(str(entry.get("name", entry["id"])))
     if len(set(ids)) != len(ids):
-        raise DataError(f"{name}: categories repeat an id ({sorted(i for i in ids if ids.count(i) > 1)[:5]})")
+        raise DataError(f"{name}: categories repeat an id ({sorted({i for i in ids if ids.count(i) > 1})[:5]})")
     if not ids:
         raise DataError(f"{name}: categories is empty")
     order = sorted(range(len(ids)), key=lambda i: ids[i])
@@ -87,9 +95,9 @@ def read_coco(path: Path, key: str, split: str, *, categories: Optional[tuple[li
             raise DataError(f"{name}: annotations[{i}] must be an object, got {ann!r}"[:300])
         where = f"{name}: annotations[{i}] (id {ann.get('id')})"
         image_id = ann.get("image_id")
-        if image_id not in images:
+        if not _known(image_id, images):
             raise DataError(f"{where}: image_id {image_id} not in images")
-        if ann.get("category_id") not in label_of:
+        if not _known(ann.get("category_id"), label_of):
             raise DataError(f"{where}: category_id {ann.get('category_id')} not in categories")
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) for v in bbox)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,7 @@ class ImageContainer:
         if not self.is_zip and not path.is_dir():
             raise DataError(f"{path}: neither an image folder nor a zip")
         self._zip: Optional[zipfile.ZipFile] = None
+        self._zip_pid: Optional[int] = None
         self._prefix = ""
         if self.is_zip:
             names = self.archive.namelist()
@@ -32,8 +34,9 @@ class ImageContainer:
 
     @property
     def archive(self) -> zipfile.ZipFile:
-        if self._zip is None:
-            self._zip = zipfile.ZipFile(self.path)
+        # one handle per process: a forked DataLoader worker must not share the parent's file offset
+        if self._zip is None or self._zip_pid != os.getpid():
+            self._zip, self._zip_pid = zipfile.ZipFile(self.path), os.getpid()
         return self._zip
 
     def __getstate__(self) -> dict:  # a zip handle does not cross into DataLoader workers
@@ -63,7 +66,7 @@ class ImageContainer:
                 image = Image.open(self.path / name)
             image.load()
             return image.convert("RGB")
-        except (OSError, KeyError, ValueError, Image.DecompressionBombError) as err:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, Image.DecompressionBombError) as err:
             raise DataError(f"image {self.describe(name)} cannot be read: {err}") from None
 
 

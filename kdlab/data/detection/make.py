@@ -146,11 +146,12 @@ def make_detection_dataset(source: str, out: str | Path, options: MakeDetectionO
     """Write the set (see the module docstring); returns what was written."""
     options.validate()
     out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite or not out.is_dir():
-            raise DataError(f"make-detection OUT {out} exists and is not an empty folder (pass --overwrite to replace it)")
+    replace = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if replace and (not overwrite or not out.is_dir()):
+        raise DataError(f"make-detection OUT {out} exists and is not an empty folder (pass --overwrite to replace it)")
+    train, evaluation, classes, identity = _open(source)  # a bad SOURCE fails before OUT is removed
+    if replace:
         shutil.rmtree(out)
-    train, evaluation, classes, identity = _open(source)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"source": str(source), "source_identity": identity, "options": asdict(options),
                                "classes": classes}

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from kdlab.data.errors import DataError
+from kdlab.data.detection.coco import BOX_TOLERANCE
 from kdlab.data.detection.containers import IMAGE_SUFFIXES
 from kdlab.data.detection.records import DetectionSplit, ImageRecord
 
@@ -72,6 +73,8 @@ def read_voc(root: Path, split: str, key: str, classes: list[str]) -> DetectionS
         try:
             width = int(float(_text(size.find("width") if size is not None else None, xml, "width")))
             height = int(float(_text(size.find("height") if size is not None else None, xml, "height")))
+        except DataError:  # a missing element (DataError is a ValueError): its own message
+            raise
         except ValueError as err:
             raise DataError(f"VOC annotation {xml}: bad <size> ({err})") from None
         boxes, labels, crowd = [], [], []
@@ -83,9 +86,15 @@ def read_voc(root: Path, split: str, key: str, classes: list[str]) -> DetectionS
             try:
                 x1, y1, x2, y2 = (float(_text(bnd.find(k) if bnd is not None else None, xml, k))
                                   for k in ("xmin", "ymin", "xmax", "ymax"))
+            except DataError:  # a missing element (DataError is a ValueError): its own message
+                raise
             except ValueError as err:
                 raise DataError(f"VOC annotation {xml}: bad <bndbox> ({err})") from None
-            boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
+            if not (x1 <= x2 and y1 <= y2 and x1 >= 1 - BOX_TOLERANCE and y1 >= 1 - BOX_TOLERANCE
+                    and x2 <= width + BOX_TOLERANCE and y2 <= height + BOX_TOLERANCE):
+                raise DataError(f"VOC annotation {xml}: object {name!r} has <bndbox> ({x1:g}, {y1:g}, {x2:g}, {y2:g}) "
+                                f"outside its {width}x{height} image or inverted (1-based, xmin <= xmax, ymin <= ymax)")
+            boxes.append([max(x1 - 1.0, 0.0), max(y1 - 1.0, 0.0), min(x2, float(width)), min(y2, float(height))])
             labels.append(label_of[name])
             difficult = obj.find("difficult")
             crowd.append(difficult is not None and (difficult.text or "0").strip() == "1")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from kdlab.config import Config, ConfigError
-from kdlab.methods.build import term_specs
+from kdlab.methods.build import instantiate_terms, term_specs
 from kdlab.methods.detection.base import DetectionBuildContext
 from kdlab.methods.detection.distiller import DetectionDistiller
 
@@ -66,11 +66,4 @@ def build_detection_distiller(
         device=device,
         extra=dict(extra or {}),
     )
-    terms = []
-    for i, (cls, key, weight, params) in enumerate(specs):
-        try:
-            term = cls(ctx, **params)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"distill.terms[{i}] ({key}): {err}") from None
-        terms.append((key, term.to(device), weight))
-    return DetectionDistiller(student, terms, teacher=teacher, seed=cfg.trainer.seed)
+    return DetectionDistiller(student, instantiate_terms(specs, ctx, device), teacher=teacher, seed=cfg.trainer.seed)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
-from kdlab.methods.base import StepOutput
+from kdlab.methods.base import StepOutput, TermsOwner
 from kdlab.methods.detection.base import DetectionStep, DetectionTerm
 from kdlab.methods.detection.sampling import image_seed, install_seeded_samplers
 
@@ -31,7 +31,7 @@ LOSS_NAMES = {
 }
 
 
-class DetectionDistiller(nn.Module):
+class DetectionDistiller(TermsOwner):
     """Student detector + detection loss terms (+ a frozen teacher detector outside the module tree).
 
     Args:
@@ -50,13 +50,7 @@ class DetectionDistiller(nn.Module):
         teacher: Optional[nn.Module] = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        if not terms:
-            raise ValueError("a DetectionDistiller needs at least one loss term")
-        self.student = student
-        self.terms = nn.ModuleDict({key: term for key, term, _ in terms})
-        self.weights = {key: float(weight) for key, _, weight in terms}
-        self.__dict__["teacher"] = teacher  # not optimised, not checkpointed, not DDP-wrapped
+        super().__init__(student, terms, teacher)
         self.seed = seed
         self._teacher_fpn = any(t.needs_teacher for t in self.terms.values())
         self._teacher_rois = any(t.needs_teacher and "roi_logits" in t.uses for t in self.terms.values())
@@ -64,15 +58,6 @@ class DetectionDistiller(nn.Module):
             names = [k for k, t in self.terms.items() if t.needs_teacher]
             raise ValueError(f"loss terms {names} need a teacher: set teacher.name and teacher.checkpoint")
         self._samplers = install_seeded_samplers(student)
-
-    @property
-    def teacher(self) -> Optional[nn.Module]:
-        return self.__dict__["teacher"]
-
-    def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
-        if self.teacher is not None:
-            self.teacher._apply(fn, *args, **kwargs)
-        return super()._apply(fn, *args, **kwargs)
 
     def _seed_samplers(self, index: Tensor, epoch: int) -> None:
         seeds = [image_seed(self.seed, epoch, int(i)) for i in index.tolist()]
@@ -114,18 +99,5 @@ class DetectionDistiller(nn.Module):
             progress=progress,
             batch=batch,
         )
-        values: dict[str, Tensor] = {}
-        total = class_logits.new_zeros((), dtype=torch.float32)
-        for key, term in self.terms.items():
-            out = term(step)
-            if isinstance(out, dict):
-                for part, value in out.items():
-                    if part != "loss":
-                        values[f"{key}/{part}"] = value.detach()
-                out = out["loss"]
-            values[key] = out.detach()
-            total = total + (self.weights[key] * term.weight_scale(progress)) * out.float()
+        values, total = self.weighted_terms(lambda term: step, progress, class_logits)
         return StepOutput(logits=None, terms=values, loss=total)
-
-    def eval_model(self) -> nn.Module:
-        return self.student

@@ -12,12 +12,10 @@ import torch
 
 from kdlab.collectives import gather_enabled, gather_varlen_with_grad
 from kdlab.losses import ckd_loss, dkd_loss, kd_loss
-from kdlab.losses.ckd import CKDNegatives
 from kdlab.methods.base import register_term
 from kdlab.methods.detection.base import DetectionBuildContext, DetectionStep, DetectionTerm
-from kdlab.methods.terms._params import choice, non_negative, positive
-
-_NEGATIVES = ("teacher_student", "student_student")
+from kdlab.methods.terms._params import non_negative, positive
+from kdlab.methods.terms.ckd import ckd_options
 
 
 class _RoITerm(DetectionTerm):
@@ -50,9 +48,7 @@ class RoICKDTerm(_RoITerm):
         intra_weight: float = 0.0,
     ) -> None:
         super().__init__(ctx)
-        self.temperature = positive("temperature", temperature)
-        self.negatives: CKDNegatives = choice("negatives", negatives, _NEGATIVES)  # type: ignore[assignment]
-        self.intra_weight = non_negative("intra_weight", intra_weight)
+        self.temperature, self.negatives, self.intra_weight = ckd_options(temperature, negatives, intra_weight)
 
     def forward(self, step: DetectionStep) -> torch.Tensor:
         student, teacher = self.logits(step)

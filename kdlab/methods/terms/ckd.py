@@ -13,6 +13,12 @@ from kdlab.methods.terms._params import choice, non_negative, positive
 _NEGATIVES = ("teacher_student", "student_student")
 
 
+def ckd_options(temperature: float, negatives: str, intra_weight: float) -> tuple[float, CKDNegatives, float]:
+    """CKD's term parameters, checked (shared by ``ckd`` and detection's ``roi_ckd``)."""
+    return (positive("temperature", temperature), choice("negatives", negatives, _NEGATIVES),  # type: ignore[return-value]
+            non_negative("intra_weight", intra_weight))
+
+
 @register_term
 class CKDTerm(LossTerm):
     """``ckd``: InfoNCE over the batch; positive = (teacher, student) logits of the same image.
@@ -35,9 +41,7 @@ class CKDTerm(LossTerm):
         intra_weight: float = 0.0,
     ) -> None:
         super().__init__(ctx)
-        self.temperature = positive("temperature", temperature)
-        self.negatives: CKDNegatives = choice("negatives", negatives, _NEGATIVES)  # type: ignore[assignment]
-        self.intra_weight = non_negative("intra_weight", intra_weight)
+        self.temperature, self.negatives, self.intra_weight = ckd_options(temperature, negatives, intra_weight)
 
     def forward(self, step: StepContext) -> torch.Tensor:
         student, teacher = step.student.logits, step.teacher.logits

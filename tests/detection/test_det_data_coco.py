@@ -166,8 +166,31 @@ def test_different_categories_in_train_and_eval(coco) -> None:
     evaluation["categories"] = evaluation["categories"][:2]
     evaluation["annotations"] = [a for a in evaluation["annotations"] if a["category_id"] != 3]
     rewrite(root, "val", evaluation)
-    message = data_error(root)
-    assert message.startswith("instances_val2017.json: ") and "differ from the training file's" in message
+    assert data_error(root) == "instances_val2017.json: category ids [3, 42] differ from instances_train2017.json's " \
+                               "[3, 7, 42]: the training and evaluation files must list the same categories"
+
+
+def test_same_category_ids_with_other_names(coco) -> None:
+    root, _, evaluation = coco
+    evaluation["categories"][0]["name"] = "horse"  # id 42
+    rewrite(root, "val", evaluation)
+    assert data_error(root) == "instances_val2017.json: category 42 is named 'horse' but 'zebra' in " \
+                               "instances_train2017.json: the training and evaluation files must list the same " \
+                               "categories"
+
+
+def test_fingerprint_follows_the_annotations(coco) -> None:
+    """Same files: same fingerprint; an edited box, another image folder or a subset: another one."""
+    root, train, _ = coco
+    first = build(root).fingerprint
+    assert build(root).fingerprint == first
+    train["annotations"][0]["bbox"] = [2, 3, 10, 7]
+    rewrite(root, "train", train)
+    edited = build(root).fingerprint
+    assert edited != first
+    shutil.copytree(root / "train2017", root / "other")
+    assert build(root, "data.train_images=other").fingerprint not in (first, edited)
+    assert build(root, "data.subset=4").fingerprint not in (first, edited)
 
 
 def test_in_memory_threshold(coco, monkeypatch) -> None:

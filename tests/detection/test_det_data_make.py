@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -195,8 +196,12 @@ def test_bad_source(tmp_path: Path) -> None:
         make_detection_dataset(str(tmp_path / "nowhere"), tmp_path / "out", SMALL)
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "x.png").write_bytes(b"")
-    with pytest.raises(DataError, match="lacks the ImageFolder layout"):
+    with pytest.raises(DataError, match=r"^make-detection SOURCE .*flat: .*lacks the ImageFolder layout"):
         make_detection_dataset(str(tmp_path / "flat"), tmp_path / "out", SMALL)
+    only_train = write_solid_imagefolder(tmp_path / "only_train")
+    shutil.rmtree(only_train / "test")
+    with pytest.raises(DataError, match=r"^make-detection SOURCE .*only_train: no val/ or test/ split"):
+        make_detection_dataset(str(only_train), tmp_path / "out", SMALL)
     assert not (tmp_path / "out").exists()
 
 

@@ -184,6 +184,20 @@ def test_resume_is_exact(many) -> None:
         epoch_list(bundle, 0, start_step=6)
 
 
+def test_consumer_keeps_every_thread(many) -> None:
+    """Batches are assembled on one intra-op thread, but the code consuming them gets the caller's count back."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        bundle = build(many, "data.scale_jitter=[0.6,1.4]", "data.batch_size=4")
+        for _ in bundle.train.epoch(0):
+            assert torch.get_num_threads() == 2
+        for _ in bundle.eval:
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_with_workers_reading_a_zip(many, monkeypatch) -> None:
     """Not held in memory, two DataLoader workers reading one zip: the same batches as in-process."""
     zip_dir(many / "train2017", many / "train2017.zip", under="train2017/")

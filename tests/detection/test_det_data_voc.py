@@ -158,3 +158,14 @@ def test_test_split_images(voc) -> None:
     truth = bundle.eval_ground_truth
     assert [(im["width"], im["height"]) for im in truth["images"]] == [(30, 30), (28, 34)]
     assert len(truth["annotations"]) == sum(len(v[4]) for v in VOC_TEST.values())
+
+
+def test_fingerprint_follows_the_xmls(voc) -> None:
+    first = build(voc).fingerprint
+    assert build(voc).fingerprint == first
+    file, filename, width, height, objects = VOC_TEST["000005"]
+    (voc / "Annotations" / "000005.xml").write_text(voc_xml(filename, width, height, [("dog", (4, 4, 24, 29), 0)]))
+    edited = build(voc).fingerprint
+    assert edited != first
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("000005\n000004\n")  # another order: other image ids
+    assert build(voc).fingerprint not in (first, edited)

@@ -31,6 +31,8 @@ COCO_DEFAULTS = {
 #: below this many decoded bytes (train + eval) the images are decoded once and kept in memory
 IN_MEMORY_BYTES = 512 * 2**20
 SKIPPED_SHOWN = 5
+#: splits of fewer images decode in about a second: no progress bar
+PROGRESS_FROM = 2000
 
 
 @dataclass
@@ -87,9 +89,10 @@ def _root(cfg: Any) -> Path:
 
 def _read_coco(cfg: Any, root: Path) -> tuple[DetectionSplit, DetectionSplit, ImageContainer, ImageContainer]:
     value = {key: getattr(cfg, key) or default for key, default in COCO_DEFAULTS.items()}
-    train = read_coco(root / value["train_annotations"], f"data.train_annotations={value['train_annotations']}", "train")
+    train = read_coco(root / value["train_annotations"], f"data.train_annotations={value['train_annotations']}",
+                      "train")
     evaluation = read_coco(root / value["eval_annotations"], f"data.eval_annotations={value['eval_annotations']}",
-                           "eval", categories=(train.category_ids, train.classes))
+                           "eval", reference=train)
     return (train, evaluation, find_container(root, value["train_images"], "data.train_images"),
             find_container(root, value["eval_images"], "data.eval_images"))
 
@@ -107,13 +110,19 @@ def _read_voc(cfg: Any, root: Path) -> tuple[DetectionSplit, DetectionSplit, Ima
             read_voc(root, cfg.eval_split, "data.eval_split", classes), container, container)
 
 
-def _decode(split: DetectionSplit, container: ImageContainer, on_corrupt: str, keep: bool
+def _decode(split: DetectionSplit, container: ImageContainer, on_corrupt: str, keep: bool, progress: bool = False
             ) -> tuple[DetectionSplit, Optional[list[torch.Tensor]]]:
     """Decode the split into memory (``keep``), or check each image opens (``on_corrupt=skip``)."""
     if not keep and on_corrupt != "skip":
         return split, None
     decoded, kept, bad = [], [], []
-    for record in split.records:
+    records = split.records
+    if progress and len(records) >= PROGRESS_FROM:  # decoding a large split up front takes a while
+        from tqdm import tqdm
+
+        # disable=None: no bar when stderr is not a terminal (a log file gets no carriage-return lines)
+        records = tqdm(records, desc=f"decode {split.name}", unit="img", leave=False, disable=None)
+    for record in records:
         try:
             image = container.open_rgb(record.file)
         except DataError as err:
@@ -139,20 +148,24 @@ def _decode(split: DetectionSplit, container: ImageContainer, on_corrupt: str, k
     return split, (decoded if keep else None)
 
 
-def _fingerprint(cfg: Any, train: DetectionSplit, evaluation: DetectionSplit) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for split in (train, evaluation):
-        digest.update(split.source.encode())
-        path = Path(split.source)
-        if path.is_file():
-            digest.update(path.read_bytes())
-    digest.update(repr((cfg.name, train.classes, cfg.subset, len(train.records), len(evaluation.records))).encode())
-    return digest.hexdigest()
+def _fingerprint(cfg: Any, splits: tuple[DetectionSplit, DetectionSplit],
+                 containers: tuple[ImageContainer, ImageContainer]) -> str:
+    """The dataset's identity: where its files are, every annotation byte read, the classes and the subset."""
+    parts: list[Any] = [cfg.name, splits[0].classes, splits[0].category_ids, cfg.subset]
+    for split, container in zip(splits, containers):
+        parts += [split.name, split.source, split.content_digest, str(container.path), len(split.records)]
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 
 def build_detection_data(cfg: Any, *, seed: int, device: torch.device, rank: int = 0, world_size: int = 1,
-                         progress: bool = False) -> DetectionDataBundle:  # noqa: ARG001 - progress: no long step
-    """The detection data of ``cfg`` (``data.*`` with ``name`` coco or voc)."""
+                         progress: bool = False) -> DetectionDataBundle:
+    """The detection data of ``cfg`` (``data.*`` with ``name`` coco or voc), for process ``rank`` of ``world_size``.
+
+    Every annotation is read and checked here, so a bad file fails before any training step; the
+    images of a small set are decoded here too (see ``IN_MEMORY_BYTES``). ``seed`` fixes the order and
+    every augmentation draw, so batches depend on (seed, epoch, step) only. ``progress``: a bar while
+    images are decoded up front.
+    """
     _check_keys(cfg)
     root = _root(cfg)
     if cfg.name == "coco":
@@ -168,11 +181,11 @@ def build_detection_data(cfg: Any, *, seed: int, device: torch.device, rank: int
     selection = subset_selection(cfg, len(train.records))
     if selection is not None:
         train.records = [train.records[int(i)] for i in selection]
-    fingerprint = _fingerprint(cfg, train, evaluation)
+    fingerprint = _fingerprint(cfg, (train, evaluation), (train_images, eval_images))
     pixels = sum(r.width * r.height * 3 for r in train.records + evaluation.records)
     in_memory = pixels < IN_MEMORY_BYTES
-    train, train_decoded = _decode(train, train_images, cfg.on_corrupt, in_memory)
-    evaluation, eval_decoded = _decode(evaluation, eval_images, cfg.on_corrupt, in_memory)
+    train, train_decoded = _decode(train, train_images, cfg.on_corrupt, in_memory, progress)
+    evaluation, eval_decoded = _decode(evaluation, eval_images, cfg.on_corrupt, in_memory, progress)
     if not train.records:
         raise DataError(f"data.root={root}: the training split has no (readable) images")
     if not evaluation.records:

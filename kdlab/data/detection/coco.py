@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -16,11 +17,13 @@ from kdlab.data.detection.records import DetectionSplit, ImageRecord
 BOX_TOLERANCE = 1.0
 
 
-def _read_json(path: Path, key: str) -> dict[str, Any]:
+def _read_json(path: Path, key: str) -> tuple[dict[str, Any], str]:
+    """The validated top level of an instances file, and the digest of its bytes (for the fingerprint)."""
     if not path.is_file():
         raise DataError(f"{key}: annotation file not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path.name}: not a readable JSON file ({err})") from None
     if not isinstance(data, dict):
@@ -31,7 +34,7 @@ def _read_json(path: Path, key: str) -> dict[str, Any]:
             raise DataError(f'{path.name}: missing "{part}"')
         if not isinstance(data[part], list):
             raise DataError(f'{path.name}: "{part}" must be a list, got {type(data[part]).__name__}')
-    return data
+    return data, hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def _number(value: Any) -> bool:
@@ -77,15 +80,28 @@ def _images(data: dict[str, Any], name: str) -> dict[int, dict[str, Any]]:
     return images
 
 
-def read_coco(path: Path, key: str, split: str, *, categories: Optional[tuple[list[int], list[str]]] = None
-              ) -> DetectionSplit:
-    """Read and validate ``path``; ``categories`` (ids, names) of another split must be the same."""
+def _same_categories(path: Path, ids: list[int], names: list[str], reference: DetectionSplit) -> None:
+    """DataError naming both files unless ``reference`` (the training split) has the same (id, name) list."""
+    name, other = path.name, Path(reference.source).name
+    if name == other:  # one file name in two folders: only the paths tell them apart
+        name, other = str(path), reference.source
+    if ids != reference.category_ids:
+        detail = f"category ids {ids[:10]} differ from {other}'s {reference.category_ids[:10]}"
+    elif names != reference.classes:
+        k = next(i for i, (a, b) in enumerate(zip(names, reference.classes)) if a != b)
+        detail = f"category {ids[k]} is named {names[k]!r} but {reference.classes[k]!r} in {other}"
+    else:
+        return
+    raise DataError(f"{name}: {detail}: the training and evaluation files must list the same categories")
+
+
+def read_coco(path: Path, key: str, split: str, *, reference: Optional[DetectionSplit] = None) -> DetectionSplit:
+    """Read and validate ``path``; the categories of ``reference`` (the training split) must be the same."""
     name = path.name
-    data = _read_json(path, key)
+    data, digest = _read_json(path, key)
     category_ids, class_names = _categories(data, name)
-    if categories is not None and categories[0] != category_ids:
-        raise DataError(f"{name}: its categories {category_ids[:10]} differ from the training file's "
-                        f"{categories[0][:10]}: both splits must use the same categories")
+    if reference is not None:
+        _same_categories(path, category_ids, class_names, reference)
     label_of = {cid: i + 1 for i, cid in enumerate(category_ids)}
     images = _images(data, name)
     objects: dict[int, list[tuple[list[float], int, bool, float]]] = {i: [] for i in images}
@@ -124,4 +140,4 @@ def read_coco(path: Path, key: str, split: str, *, categories: Optional[tuple[li
             crowd=np.array([o[2] for o in found], bool),
             areas=np.array([o[3] for o in found], np.float32),
         ))
-    return DetectionSplit(split, records, class_names, category_ids, str(path), dropped)
+    return DetectionSplit(split, records, class_names, category_ids, str(path), dropped, digest)

@@ -76,7 +76,10 @@ def _open(source: str) -> tuple[Any, Any, list[str], str]:
         path = Path(source).expanduser()
         if not path.exists():
             raise DataError(f"make-detection SOURCE {source}: no such folder or zip (or the name digits)")
-        data = open_imagefolder(str(path))
+        try:
+            data = open_imagefolder(str(path))
+        except DataError as err:  # the reader speaks of data.root: say which command and argument it was
+            raise DataError(f"make-detection SOURCE {source}: {err}") from None
     return data.train, data.eval, list(data.classes), data.fingerprint
 
 

@@ -35,6 +35,7 @@ class DetectionSplit:
     category_ids: list[int]  # label l is category category_ids[l - 1] of the annotation file
     source: str  # the annotation file (for messages and the fingerprint)
     dropped_boxes: int = 0  # zero-area boxes dropped while reading
+    content_digest: str = ""  # hash of every annotation byte read (the fingerprint: an edited box is a new dataset)
 
     def ground_truth(self) -> dict:
         """The split as a COCO-format dict (category ids of the file; crowd objects flagged)."""

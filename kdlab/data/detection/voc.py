@@ -8,9 +8,10 @@ ignores them (the usual COCO-style treatment of VOC's difficult flag).
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,18 +21,28 @@ from kdlab.data.detection.containers import IMAGE_SUFFIXES
 from kdlab.data.detection.records import DetectionSplit, ImageRecord
 
 
-def split_ids(root: Path, split: str, key: str) -> list[str]:
+def _split_file(root: Path, split: str, key: str) -> Path:
     path = root / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         raise DataError(f"{key}={split}: {path} not found")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return path
 
 
-def _parse(path: Path) -> ET.Element:
+def split_ids(root: Path, split: str, key: str) -> list[str]:
+    """The image ids of ``ImageSets/Main/<split>.txt`` (first column; VOC's per-class files have a second)."""
+    text = _split_file(root, split, key).read_text()
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
+def _parse(path: Path, digest: Optional[Any] = None) -> ET.Element:
+    """The XML's root element; its bytes also go into ``digest`` (the dataset fingerprint) when given."""
     if not path.is_file():
         raise DataError(f"VOC annotation {path} not found")
     try:
-        return ET.parse(path).getroot()
+        raw = path.read_bytes()
+        if digest is not None:
+            digest.update(raw)
+        return ET.fromstring(raw)
     except (ET.ParseError, OSError) as err:
         raise DataError(f"VOC annotation {path}: cannot be parsed ({err})") from None
 
@@ -64,11 +75,13 @@ def _image_file(root: Path, image_id: str, filename: Optional[str]) -> str:
 
 
 def read_voc(root: Path, split: str, key: str, classes: list[str]) -> DetectionSplit:
+    """The split's images in split-file order (image ids 1..N), labels 1..K in the order of ``classes``."""
     label_of = {name: i + 1 for i, name in enumerate(classes)}
     records = []
+    digest = hashlib.blake2b(_split_file(root, split, key).read_bytes(), digest_size=16)
     for position, image_id in enumerate(split_ids(root, split, key)):
         xml = root / "Annotations" / f"{image_id}.xml"
-        node = _parse(xml)
+        node = _parse(xml, digest)
         size = node.find("size")
         try:
             width = int(float(_text(size.find("width") if size is not None else None, xml, "width")))
@@ -105,4 +118,4 @@ def read_voc(root: Path, split: str, key: str, classes: list[str]) -> DetectionS
         records.append(ImageRecord(position + 1, file, width, height, box_array, np.array(labels, np.int64),
                                    np.array(crowd, bool), areas.astype(np.float32)))
     return DetectionSplit(split, records, list(classes), list(range(1, len(classes) + 1)),
-                          str(root / "ImageSets" / "Main" / f"{split}.txt"))
+                          str(_split_file(root, split, key)), content_digest=digest.hexdigest())

@@ -103,6 +103,13 @@ def _verdict(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def cost_text(cpu_seconds: float, load_average: Optional[float]) -> str:
+    """``, N of CPU time; 1-minute load average L ...``: what a demo's wall time should be read with."""
+    return (f", {format_seconds(cpu_seconds)} of CPU time"
+            + (f"; 1-minute load average {load_average:g} at the end (wall time grows when other work "
+               "shares the cores; CPU time does not)" if load_average is not None else ""))
+
+
 def render_report(
     result: "DemoResult",
     options: "DemoOptions",
@@ -127,9 +134,7 @@ def render_report(
         f"- date: {started_at.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- time: {format_seconds(result.seconds)} wall for {len(ran)} trained run(s)"
         + (f" ({len(result.outcomes) - len(ran)} reused)" if len(ran) < len(result.outcomes) else "")
-        + f", {format_seconds(result.cpu_seconds)} of CPU time"
-        + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "
-           "shares the cores; CPU time does not)" if result.load_average is not None else ""),
+        + cost_text(result.cpu_seconds, result.load_average),
         f"- data: {data_text}",
         f"- machine: {machine_summary()}; torch threads {_threads(plan)}",
         f"- seeds: {options.seeds} per student method (`trainer.seed` 0..{options.seeds - 1}); the teacher is one run",

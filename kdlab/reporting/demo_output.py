@@ -103,6 +103,17 @@ def _verdict(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def run_commands(plan: Sequence["PlannedRun"]) -> list[str]:
+    """The command of the first planned run of each method (what repeats one run alone)."""
+    shown: set[str] = set()
+    commands = []
+    for run in plan:
+        if run.method not in shown and run.overrides:
+            shown.add(run.method)
+            commands.append(run.command())
+    return commands
+
+
 def cost_text(cpu_seconds: float, load_average: Optional[float]) -> str:
     """``, N of CPU time; 1-minute load average L ...``: what a demo's wall time should be read with."""
     return (f", {format_seconds(cpu_seconds)} of CPU time"
@@ -142,11 +153,7 @@ def render_report(
         "",
         "```bash",
     ]
-    shown: set[str] = set()
-    for run in plan:
-        if run.method not in shown and run.overrides:
-            shown.add(run.method)
-            lines.append(run.command())
+    lines += run_commands(plan)
     lines += [
         "```",
         "",

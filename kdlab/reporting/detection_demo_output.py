@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from kdlab.reporting.demo_output import _threads, cost_text, machine_summary
+from kdlab.reporting.demo_output import _threads, cost_text, machine_summary, run_commands
 from kdlab.reporting.demo_plan import BASELINE, TEACHER
 from kdlab.reporting.tables import format_mean_std, format_seconds, to_csv
 
@@ -134,11 +134,7 @@ def render_report(result: "DetectionDemoResult", options: "DetectionDemoOptions"
         "```bash",
         _make_command(result),
     ]
-    shown: set[str] = set()
-    for run in plan:
-        if run.method not in shown and run.overrides:
-            shown.add(run.method)
-            lines.append(run.command())
+    lines += run_commands(plan)
     lines += [
         "```",
         "",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from kdlab.data.augment import one_thread_on_cpu
 from kdlab.data.detection.augment import DetectionAugment
 from kdlab.data.detection.containers import ImageContainer
 from kdlab.data.detection.records import ImageRecord
@@ -76,33 +76,13 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Intra-op threads off while one batch is assembled in the training process, restored after.
-
-    Per-image ops (a ~100 px resize, a flip) are too small to split across threads: the split only
-    adds synchronisation, which on a busy CPU made scale jitter ~5x slower than one thread
-    (what DataLoader workers run with anyway). Restored before the batch is yielded, so the model's
-    own ops keep every thread.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _batches(dataset: DetectionImages, keys: list[list[tuple[int, Optional[int]]]], num_workers: int,
              device: torch.device, loader_seed: tuple) -> Iterator[dict[str, Any]]:
     if not keys:
         return
     if num_workers == 0 or dataset.decoded is not None:
         for row in keys:
-            with _one_thread():
+            with one_thread_on_cpu(torch.device("cpu")):
                 batch = collate([dataset[k] for k in row])
             yield to_device(batch, device)
         return

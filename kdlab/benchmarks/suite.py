@@ -25,6 +25,11 @@ Layout of the output folder::
     <out>/runs/<method>/seed<k>/        one run per method and seed (+ suite_run.json: its wall time)
     <out>/results.json, report.md       the rows and the report
 
+Suites with ``pairs:`` (several teacher -> student pairs, each recipe's own teacher, no
+fine-tune) are planned by :mod:`kdlab.benchmarks.suite_pairs` (their layout is there) and
+reported per pair against the published numbers (:mod:`kdlab.benchmarks.suite_report_pairs`).
+Planning and validation are :mod:`kdlab.benchmarks.suite_plan`.
+
 Running the same command again continues: completed runs of the same config
 are kept, interrupted ones resume exactly (``--fresh`` starts over).
 """
@@ -39,12 +44,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Collection, Optional
 
 import kdlab
-from kdlab.benchmarks.suite_manifest import TEACHER, MethodSpec, SuiteError, SuiteManifest, load_manifest, select_methods
+from kdlab.benchmarks.suite_manifest import TEACHER, SuiteError
+from kdlab.benchmarks.suite_pairs import TEACHERS_DIR, build_pair_tasks, link_teachers, summary_line
+from kdlab.benchmarks.suite_plan import (
+    PRETRAINED_LINK,
+    SuiteOptions,
+    SuitePlan,
+    dataset_root,
+    plan_suite,
+)
 from kdlab.benchmarks.suite_runs import (
-    CACHE_LINK,
     EXIT_INTERRUPTED,
     PlannedRun,
     SuiteInterrupted,
@@ -61,98 +73,7 @@ Echo = Callable[[str], None]
 
 MARKER_FILE = "suite.json"
 PRETRAINED_FILE = "teacher_pretrained.json"
-#: without a fine-tune, students read the pretrained weights through this link in <out>/teacher/, so
-#: whatever a method stores beside its teacher (SSKD's head) lands in the suite's folder, never
-#: beside the shared weights
-PRETRAINED_LINK = "pretrained.th"
 EXIT_FAILURES = 1
-
-
-# ---------------------------------------------------------------------------------------------- options / plan
-@dataclass
-class SuiteOptions:
-    """What ``kdlab bench suite`` runs; ``None`` means the manifest's (or ``--mini``'s) value."""
-
-    suite_dir: Path
-    out_dir: Optional[Path] = None  # default: runs/bench/<name> (or <name>-mini)
-    seeds: Optional[int] = None
-    methods: Optional[tuple[str, ...]] = None
-    jobs: Optional[int] = None  # runs side by side (worker processes)
-    mini: bool = False
-    overrides: tuple[str, ...] = ()  # key=value applied to every run (teacher fine-tune included)
-    teacher_checkpoint: Optional[Path] = None  # pretrained teacher weights instead of the config's
-    teacher_cache: bool = True  # False: every method runs the teacher live
-    fresh: bool = False  # delete the suite's previous runs first
-    keep_going: bool = True  # a failing run is recorded and the suite continues
-    doc: Optional[Path] = None  # also write the Markdown report here
-    results_json: Optional[Path] = None  # also write the rows here
-    verbose: bool = False  # the trainer's per-epoch lines
-    command: str = "kdlab bench suite"
-
-
-@dataclass
-class SuitePlan:
-    """Everything the suite will do, resolved and validated before anything trains."""
-
-    manifest: SuiteManifest
-    options: SuiteOptions
-    out_dir: Path
-    seeds: int
-    jobs: int
-    methods: tuple[MethodSpec, ...]
-    pretrained: Path  # the pretrained teacher weights
-    teacher_overrides: tuple[str, ...]  # the teacher config's overrides (pretrained weights, data path)
-    evaluate_pretrained: bool
-    teacher_run: Optional[PlannedRun]  # the fine-tune, or None (distil from the pretrained weights)
-    runs: list[PlannedRun] = field(default_factory=list)
-    with_prerequisites: tuple[str, ...] = ()  # methods whose terms need a run first (SSKD's teacher head)
-
-    @property
-    def teacher_weights(self) -> Path:
-        """The file every student distils from (the fine-tuned teacher, or a link to the pretrained one)."""
-        if self.teacher_run is None:
-            return self.out_dir / TEACHER / PRETRAINED_LINK
-        return self.teacher_run.out_dir / "checkpoints" / "last.pt"
-
-    def link_pretrained(self) -> bool:
-        """Create the link :attr:`teacher_weights` names when there is no fine-tune; True if it changed."""
-        if self.teacher_run is not None:
-            return False
-        link = self.teacher_weights
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() and Path(os.readlink(link)) == self.pretrained:
-            return False
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(self.pretrained)
-        return True
-
-    def cache_dir(self, seed: int) -> Path:
-        return self.out_dir / "teacher_cache" / f"seed{seed}"
-
-
-def _resolve_existing(raw: Any, what: str, source: Any, hint: str) -> Path:
-    """A path from a config, resolved against the working directory; SuiteError when missing."""
-    if not raw:
-        raise SuiteError(f"{what} is not set in {source} ({hint})")
-    path = Path(str(raw)).expanduser()
-    resolved = path if path.is_absolute() else Path.cwd() / path
-    if not resolved.exists():
-        raise SuiteError(
-            f"{what}={raw} (from {source}, resolved against the working directory {Path.cwd()}) "
-            f"does not exist: {resolved}. {hint}"
-        )
-    return resolved.resolve()
-
-
-def _distinct(overrides: Sequence[str]) -> tuple[str, ...]:
-    """``overrides`` without repeats (a later equal one says nothing new)."""
-    return tuple(dict.fromkeys(overrides))
-
-
-def dataset_root(out_dir: Path) -> Path:
-    """Where a suite with a ``dataset:`` entry makes its data."""
-    return out_dir / "data"
 
 
 def ensure_dataset(plan: "SuitePlan", echo: Echo = print) -> Optional[float]:
@@ -180,128 +101,6 @@ def ensure_dataset(plan: "SuitePlan", echo: Echo = print) -> Optional[float]:
     return time.monotonic() - started
 
 
-def _data_override(config: Path, overrides: Sequence[str]) -> str:
-    """``data.root=<absolute path>`` for this config, or SuiteError when the dataset is missing."""
-    from kdlab.config import load_config
-
-    cfg = load_config(config, overrides)
-    if cfg.data.name != "imagefolder":
-        return f"data.root={cfg.data.root}" if cfg.data.root else "data.root=null"
-    root = _resolve_existing(
-        cfg.data.root, "data.root", config,
-        "The suite needs the CIFAR-10 JPEG zip (an ImageFolder zip with train/ and test/): put it there, "
-        "run from the directory the path is relative to, or pass data.root=PATH after the suite folder.",
-    )
-    return f"data.root={root}"
-
-
-def _progress(verbose: bool) -> str:
-    return "trainer.progress=" + ("lines" if verbose else "none")
-
-
-def _distils(config: Path, overrides: Sequence[str]) -> bool:
-    from kdlab.config import load_config
-
-    teacher = load_config(config, overrides).teacher
-    return teacher.name is not None or teacher.checkpoint is not None
-
-
-def plan_suite(options: SuiteOptions) -> SuitePlan:
-    """Resolve the manifest and the options into runs; check paths and configs (nothing trains)."""
-    manifest = load_manifest(options.suite_dir)
-    mini = manifest.mini
-    seeds = options.seeds if options.seeds is not None else (mini.seeds if options.mini else manifest.seeds)
-    jobs = options.jobs if options.jobs is not None else (mini.jobs if options.mini else manifest.jobs)
-    for flag, value in (("--seeds", seeds), ("--jobs", jobs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SuiteError(f"{flag} must be a positive integer, got {value!r}")
-    wanted = options.methods if options.methods is not None else (mini.methods if options.mini else None)
-    methods = select_methods(manifest, wanted)
-    finetune = mini.finetune if options.mini else manifest.teacher.finetune
-    evaluate_pretrained = mini.evaluate_pretrained if options.mini else manifest.teacher.evaluate_pretrained
-    default_out = Path("runs") / "bench" / (manifest.name + ("-mini" if options.mini else ""))
-    out_dir = Path(options.out_dir if options.out_dir is not None else default_out).expanduser().resolve()
-    common = (*(mini.overrides if options.mini else ()), *options.overrides, _progress(options.verbose))
-    if manifest.dataset is not None:
-        source = manifest.dataset.source
-        if source != "digits":
-            _resolve_existing(source, "dataset.make_detection.source", manifest.folder / "suite.yaml",
-                              "The suite makes its detection canvases from this classification source (the CIFAR-10 "
-                              "JPEG zip): put it there or run from the directory the path is relative to.")
-        common = (f"data.root={dataset_root(out_dir)}", *common)
-
-    teacher_config = manifest.teacher.config
-    teacher_base = _distinct((*common, _data_override(teacher_config, common)))
-    from kdlab.config import load_config
-
-    teacher_cfg = load_config(teacher_config, teacher_base)
-    # a detection teacher starts from a pretrained classification backbone, not from a whole pretrained detector
-    weights_key = "model.checkpoint"
-    if teacher_cfg.task == "detection" and teacher_cfg.model.checkpoint is None:
-        weights_key = "model.kwargs.backbone_checkpoint"
-    if options.teacher_checkpoint is not None:
-        pretrained = _resolve_existing(options.teacher_checkpoint, "--teacher-checkpoint", "the command line",
-                                       "Pass an existing teacher weights file.")
-    else:
-        configured = (teacher_cfg.model.checkpoint if weights_key == "model.checkpoint"
-                      else teacher_cfg.model.kwargs.get("backbone_checkpoint"))
-        pretrained = _resolve_existing(
-            configured, weights_key, teacher_config,
-            "The suite needs the pretrained teacher weights: put them there or pass --teacher-checkpoint PATH.",
-        )
-    teacher_overrides = (*teacher_base, f"{weights_key}={pretrained}")
-    teacher_run = None
-    if finetune:
-        teacher_dir = out_dir / TEACHER
-        teacher_run = PlannedRun(
-            TEACHER, 0, teacher_config, teacher_dir, (*teacher_overrides, f"trainer.out_dir={teacher_dir}", "trainer.seed=0")
-        )
-    plan = SuitePlan(
-        manifest, options, out_dir, seeds, jobs, methods, pretrained, teacher_overrides, evaluate_pretrained, teacher_run
-    )
-    data_overrides = {spec.name: _data_override(spec.config, common) for spec in methods}
-    for seed in range(seeds):
-        for spec in methods:
-            run_dir = out_dir / "runs" / spec.name / f"seed{seed}"
-            overrides = [*_distinct((*common, data_overrides[spec.name])), f"trainer.out_dir={run_dir}",
-                         f"trainer.seed={seed}"]
-            cache = None
-            if _distils(spec.config, overrides):
-                overrides.append(f"teacher.checkpoint={plan.teacher_weights}")
-                if spec.teacher_cache and options.teacher_cache:
-                    cache = plan.cache_dir(seed)
-                    # a link inside the run folder: every seed's config then names "<run>/teacher_cache",
-                    # which `kdlab report` reads as the same value, so it groups a method's seeds together
-                    overrides.append(f"distill.teacher_cache={run_dir / CACHE_LINK}")
-            plan.runs.append(PlannedRun(spec.name, seed, spec.config, run_dir, tuple(overrides), cache))
-    plan.with_prerequisites = check_configs(plan)
-    return plan
-
-
-def check_configs(plan: SuitePlan) -> tuple[str, ...]:
-    """Validate every config and loss term (names, parameters) before anything trains.
-
-    Distillation runs are checked against the pretrained teacher (the fine-tuned one
-    does not exist yet). Returns the methods whose terms need a run first.
-    """
-    from kdlab.config import ConfigError
-    from kdlab.methods.build import prerequisites
-
-    needing = []
-    runs = ([plan.teacher_run] if plan.teacher_run else []) + [r for r in plan.runs if r.seed == 0]
-    for run in runs:
-        overrides = tuple(
-            f"teacher.checkpoint={plan.pretrained}" if o.startswith("teacher.checkpoint=") else o
-            for o in run.overrides if not o.startswith("distill.teacher_cache=")
-        )
-        try:
-            cfg = PlannedRun(run.method, run.seed, run.config, run.out_dir, overrides).load()
-            if prerequisites(cfg):  # also validates every term's name and parameters
-                needing.append(run.method)
-        except ConfigError as err:
-            raise SuiteError(f"method {run.method} ({shown_path(run.config)}): {err}") from None
-    return tuple(needing)
-
 
 # ---------------------------------------------------------------------------------------------- the output folder
 def prepare_out_dir(plan: SuitePlan) -> None:
@@ -317,7 +116,8 @@ def prepare_out_dir(plan: SuitePlan) -> None:
             "choose a new or empty folder"
         )
     if plan.options.fresh:
-        for name in (TEACHER, "runs", "teacher_cache", "timings", PRETRAINED_FILE, "results.json", "report.md"):
+        for name in (TEACHER, TEACHERS_DIR, "runs", "teacher_cache", "timings", PRETRAINED_FILE, "results.json",
+                     "report.md"):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -343,16 +143,22 @@ def _write_marker(plan: SuitePlan, extra: dict[str, Any]) -> None:
         "teacher_cache": options.teacher_cache,
         **extra,
     }
+    if plan.is_paired:
+        marker["pairs"] = [pair.name for pair in plan.pairs]
+        marker["teacher"] = {t.label: str(t.checkpoint) for t in plan.teachers}
     (plan.out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- tasks
-def build_tasks(plan: SuitePlan, new_teacher: bool = False) -> list[Task]:
+def build_tasks(plan: SuitePlan, new_teacher: bool = False, stale_teachers: Collection[str] = ()) -> list[Task]:
     """The suite as dependent tasks, in the order they should start.
 
     ``new_teacher``: the students' teacher changed since an earlier invocation (also implied
-    by a fine-tune that will run again), so its distilled runs and caches are stale.
+    by a fine-tune that will run again), so its distilled runs and caches are stale. Suites
+    with pairs: :func:`kdlab.benchmarks.suite_pairs.build_pair_tasks` (``stale_teachers``).
     """
+    if plan.is_paired:
+        return build_pair_tasks(plan, stale_teachers)
     tasks: list[Task] = []
     teacher_deps: tuple[str, ...] = ()
     if plan.evaluate_pretrained:
@@ -372,16 +178,18 @@ def build_tasks(plan: SuitePlan, new_teacher: bool = False) -> list[Task]:
             distils = any(o.startswith("teacher.checkpoint=") for o in run.overrides)
             deps = list(teacher_deps if distils else ())
             if run.cache is not None:
-                cache_key = f"cache:{seed}"
+                variant = run.cache.parent.name if run.cache.parent != plan.cache_dir(seed).parent else ""
+                cache_key = f"cache:{seed}" + (f":{variant}" if variant else "")
                 if not any(t.key == cache_key for t in tasks):
                     # the cache folder is the suite's own: one that no longer fits (new teacher or data) is rebuilt
-                    tasks.append(Task(cache_key, f"teacher cache seed {seed}", task_cache,
+                    label = f"teacher cache seed {seed}" + (f" ({run.method}'s data)" if variant else "")
+                    tasks.append(Task(cache_key, label, task_cache,
                                       (run, True, plan.options.verbose), tuple(teacher_deps)))
                 deps.append(cache_key)
             if run.method in plan.with_prerequisites:
                 deps.append(f"prerequisites:{run.method}")
             reuse = not (distils and new_teacher)
-            tasks.append(Task(f"run:{run.method}:{seed}", f"{run.method} seed {seed}", task_run, (run, reuse), tuple(deps)))
+            tasks.append(Task(run.key, run.label, task_run, (run, reuse), tuple(deps)))
     return tasks
 
 
@@ -443,12 +251,13 @@ class _Progress:
         self.outcomes: list[RunOutcome] = []
         self.teacher: Optional[RunOutcome] = None
         self.pretrained: Optional[dict[str, Any]] = None
+        self.teacher_evals: dict[str, dict[str, Any]] = {}  # suites with pairs: per teacher label
         self.failures: list[dict[str, Any]] = []
         self.timings: dict[str, Any] = {"caches": {}, "prerequisites": {}}
 
     def _remember(self, key: str, value: dict[str, Any], fresh: bool) -> dict[str, Any]:
         """Timings of shared work, kept in <out>/timings/ so a later invocation that reuses it still reports them."""
-        path = self.plan.out_dir / "timings" / (key.replace(":", "_") + ".json")
+        path = self.plan.out_dir / "timings" / (key.replace(":", "_").replace("/", "_") + ".json")
         if fresh:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value, indent=2) + "\n")
@@ -476,11 +285,17 @@ class _Progress:
             self.pretrained = value
             self.timings["teacher_pretrained_eval"] = value.get("wall_seconds")
             self.echo(head + f"top-1 {value['val_top1']:.2f}% ({shown_path(self.plan.pretrained)})")
+        elif task.key.startswith("pretrained:"):
+            label = task.key.split(":", 1)[1]
+            self.teacher_evals[label] = value
+            self.timings.setdefault("teacher_evals", {})[label] = value.get("wall_seconds")
+            self.echo(head + f"top-1 {value['val_top1']:.2f}% ({shown_path(self.plan.teacher(label).checkpoint)})")
         elif task.key.startswith("cache:"):
-            self.timings["caches"][task.key.split(":")[1]] = self._remember(task.key, value, bool(value.get("built")))
+            self.timings["caches"][task.key.split(":", 1)[1]] = self._remember(task.key, value, bool(value.get("built")))
             self.echo(head + (f"built in {value['seconds']:.0f}s" if value.get("built") else "up to date"))
         elif task.key.startswith("prerequisites:"):
-            self.timings["prerequisites"][task.key.split(":")[1]] = self._remember(task.key, value, bool(value.get("ran")))
+            group = task.key.split(":", 1)[1]
+            self.timings["prerequisites"][group] = self._remember(task.key, value, bool(value.get("ran")))
             self.echo(head + (f"{', '.join(value['ran'])} in {value['seconds']:.0f}s" if value.get("ran") else "done before"))
         else:
             run: PlannedRun = task.args[0]
@@ -526,9 +341,11 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
     prepare_out_dir(plan)
     started_at = datetime.now(timezone.utc)
     _write_marker(plan, {"started": started_at.isoformat(timespec="seconds")})
-    tasks = build_tasks(plan, new_teacher=plan.link_pretrained())
+    stale = link_teachers(plan) if plan.is_paired else set()
+    tasks = build_tasks(plan, new_teacher=plan.link_pretrained(), stale_teachers=stale)
+    pairs = f" on {len(plan.pairs)} pair(s)" if plan.is_paired else ""
     echo(
-        f"kdlab bench suite {plan.manifest.name}: {len(plan.methods)} method(s) x {plan.seeds} seed(s)"
+        f"kdlab bench suite {plan.manifest.name}: {len(plan.methods)} method(s){pairs} x {plan.seeds} seed(s)"
         f"{' + teacher fine-tune' if plan.teacher_run else ''}, {plan.jobs} job(s) side by side, into {plan.out_dir}"
     )
     clock, cpu_clock = time.monotonic(), time.process_time()
@@ -552,7 +369,7 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
     elif progress.failures:
         exit_code = EXIT_FAILURES
     seconds, cpu_seconds = time.monotonic() - clock, time.process_time() - cpu_clock
-    rows = summarize_suite(plan, progress.outcomes, progress.teacher, progress.pretrained)
+    rows = summarize_suite(plan, progress.outcomes, progress.teacher, progress.pretrained, progress.teacher_evals)
     result = SuiteResult(plan, rows, progress.outcomes, progress.failures, progress.timings, started_at, seconds,
                          cpu_seconds, _load_average(), exit_code)
     result.files = write_outputs(result)
@@ -566,19 +383,32 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
 
 
 def dry_run(options: SuiteOptions, echo: Echo = print) -> SuitePlan:
-    """Plan and validate without training; print the tasks and, with ``options.doc``, write the protocol document."""
+    """Plan and validate without training; print the tasks and what stops the suite from running.
+
+    Missing files (each once, with what needs it), configs that do not validate and absent
+    (method, pair)s are listed after the tasks; ``plan.problems.exit_code`` says whether the
+    suite can start (0), has invalid configs (2) or misses files (4). With ``options.doc`` it
+    also writes the protocol document.
+    """
     from kdlab.benchmarks.suite_report import render_document
 
-    plan = plan_suite(options)
-    echo(f"suite {plan.manifest.name}: {len(plan.methods)} method(s) x {plan.seeds} seed(s), {plan.jobs} job(s), "
-         f"into {plan.out_dir}")
+    plan = plan_suite(options, strict=False)
+    if plan.is_paired:
+        echo(summary_line(plan))
+    else:
+        echo(f"suite {plan.manifest.name}: {len(plan.methods)} method(s) x {plan.seeds} seed(s), {plan.jobs} job(s), "
+             f"into {plan.out_dir}")
     if plan.manifest.dataset is not None:
         flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in plan.manifest.dataset.options.items())
         echo(f"  dataset: kdlab data make-detection {plan.manifest.dataset.source} {dataset_root(plan.out_dir)} {flags}")
     for task in build_tasks(plan):
         after = f"  (after {', '.join(task.deps)})" if task.deps else ""
         command = task.args[0].command() if task.fn is task_run else ""
+        if task.key.startswith("pretrained:"):
+            command = plan.teacher(task.key.split(":", 1)[1]).command()
         echo(f"  {task.key}{after}" + (f"\n      {command}" if command else ""))
+    for line in problem_lines(plan):
+        echo(line)
     if options.doc is not None:
         Path(options.doc).parent.mkdir(parents=True, exist_ok=True)
         Path(options.doc).write_text(render_document(plan, None))
@@ -586,7 +416,29 @@ def dry_run(options: SuiteOptions, echo: Echo = print) -> SuitePlan:
     return plan
 
 
+def problem_lines(plan: SuitePlan) -> list[str]:
+    """The dry run's closing lines: absent (method, pair)s, missing files, invalid configs, the verdict."""
+    lines = []
+    problems = plan.problems
+    if plan.absent:
+        lines.append(f"absent ({len(plan.absent)} (method, pair) without a config; not run, listed in the report):")
+        lines += [f"  {a.method} on {a.pair}: no {shown_path(a.config)}" for a in plan.absent]
+    if problems.missing:
+        lines.append(f"missing ({len(problems.missing)} file(s); the suite cannot start until they exist):")
+        lines += [f"  {entry.line()}" for entry in problems.missing.values()]
+    if problems.invalid:
+        lines.append(f"invalid ({len(problems.invalid)} config(s) that do not validate):")
+        lines += [f"  {line}" for line in problems.invalid]
+    if problems.exit_code:
+        verdict = {2: "configs do not validate (exit 2)", 4: "configs validate, files are missing (exit 4)"}
+        lines.append(f"not ready: {verdict[problems.exit_code]}")
+    elif plan.is_paired:
+        lines.append("ready: every config validates and every file is present")
+    return lines
+
+
 __all__ = [
+    "PRETRAINED_LINK",
     "PlannedRun",
     "RunOutcome",
     "SuiteInterrupted",
@@ -596,5 +448,6 @@ __all__ = [
     "build_tasks",
     "dry_run",
     "plan_suite",
+    "problem_lines",
     "run_suite",
 ]

@@ -5,8 +5,11 @@ demo's ``results.json``: ``method, top1_mean, top1_std, seeds, best_top1_*,
 gain, gain_se, seconds_*, ...``) plus what only the suite knows:
 ``wall_seconds_mean/std`` (setup + training + evaluation per run, as the suite
 measured it), ``teacher_cache`` (whether the method read the per-seed cache),
-``published_top1`` (the manifest's reference number) and, on the teacher row,
-``pretrained_top1``.
+``published_top1`` (the manifest's reference number), ``baseline`` (the method
+``gain`` is measured against) and, on the teacher row, ``pretrained_top1``. Suites
+with pairs add ``pair`` and the published-number fields of
+:func:`kdlab.benchmarks.suite_published.compare` (rows and document:
+:mod:`kdlab.benchmarks.suite_report_pairs`).
 
 The document states the exact command, the protocol (resolved from the configs,
 plus the suite's README), the machine and date, then either the results (table,
@@ -17,22 +20,29 @@ the published one) or a clearly marked "Results: not yet run on this machine".
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
-import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from kdlab.benchmarks import suite_report_pairs as pairs_report
+from kdlab.benchmarks.suite_compare import (
+    RESOLVED_SE,
+    apply_gains,
+    gain_over,
+    ordering_lines,
+    separation_lines,
+    spearman,
+    target_lines,
+    verdict,
+)
 from kdlab.benchmarks.suite_manifest import TEACHER
 from kdlab.engine.builders import channels_last
 
 if TYPE_CHECKING:
     from kdlab.benchmarks.suite import RunOutcome, SuitePlan, SuiteResult
 
-#: a measured difference counts as resolved when it exceeds this many standard errors
-RESOLVED_SE = 2.0
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -85,10 +95,18 @@ def summarize_suite(
     outcomes: Sequence["RunOutcome"],
     teacher: Optional["RunOutcome"] = None,
     pretrained: Optional[dict[str, Any]] = None,
+    teacher_evals: Optional[dict[str, dict[str, Any]]] = None,
 ) -> list[dict[str, Any]]:
-    """One row per method (teacher first, then the manifest's order) with gains over the baseline."""
-    from kdlab.reporting import RunGroup, add_gains, summarize
+    """One row per method (teacher first, then the manifest's order) with gains over each method's baseline.
 
+    Suites with pairs: one row per (pair, method), see :func:`kdlab.benchmarks.suite_report_pairs.pair_rows`.
+    """
+    from kdlab.reporting import RunGroup, summarize
+
+    if plan.is_paired:
+        from kdlab.benchmarks.suite_report_pairs import pair_rows
+
+        return pair_rows(plan, outcomes, teacher_evals or {})
     rows: list[dict[str, Any]] = []
     teacher_row = _teacher_row(plan, teacher, pretrained)
     if teacher_row is not None:
@@ -107,118 +125,8 @@ def summarize_suite(
         row["config"] = _relative(spec.config)
         row["command"] = members[0].run.command()
         rows.append(row)
-    if any(row["method"] == plan.manifest.baseline for row in rows):
-        add_gains(rows, plan.manifest.baseline)
-        if teacher_row is not None:
-            teacher_row["gain"], teacher_row["gain_se"] = None, None  # the teacher is not a student method
+    apply_gains(rows, plan.manifest.baseline_of)
     return rows
-
-
-# ---------------------------------------------------------------------------------------------- comparisons
-def _difference(low: dict[str, Any], high: dict[str, Any]) -> tuple[Optional[float], Optional[float]]:
-    """``high - low`` in top-1 and its standard error (None without two seeds on both sides)."""
-    if low.get("top1_mean") is None or high.get("top1_mean") is None:
-        return None, None
-    diff = high["top1_mean"] - low["top1_mean"]
-    if low.get("top1_std") is None or high.get("top1_std") is None:
-        return diff, None
-    se = math.sqrt(low["top1_std"] ** 2 / low["seeds"] + high["top1_std"] ** 2 / high["seeds"])
-    return diff, se
-
-
-def verdict(diff: Optional[float], se: Optional[float]) -> str:
-    """How a measured ``higher - lower`` difference reads against its noise."""
-    if diff is None:
-        return "not measured"
-    if se is None:
-        return "agrees (one seed: noise unknown)" if diff > 0 else "reversed (one seed: noise unknown)"
-    if diff > RESOLVED_SE * se:
-        return "agrees"
-    if diff < -RESOLVED_SE * se:
-        return "reversed"
-    return "within seed noise"
-
-
-def _ranks(values: Sequence[float]) -> list[float]:
-    """Ranks 1..n, ties sharing their average rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
-    """Spearman's rank correlation of two equally long sequences (None below 3 pairs or without spread)."""
-    if len(a) != len(b):
-        raise ValueError(f"spearman: sequences of different lengths {len(a)} and {len(b)}")
-    if len(a) < 3:
-        return None
-    ra, rb = _ranks(a), _ranks(b)
-    if len(set(ra)) < 2 or len(set(rb)) < 2:
-        return None
-    return statistics.correlation(ra, rb)
-
-
-def ordering_lines(plan: "SuitePlan", rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Markdown: each published pair against the measurement, and the rank correlation."""
-    from kdlab.reporting.tables import format_gain
-
-    by_method = {row["method"]: row for row in rows}
-    reference = plan.manifest.published
-    lines: list[str] = []
-    if reference.source:
-        lines += [f"Published reference: {reference.source}", ""]
-    if reference.order:
-        lines += ["| published | measured difference (higher - lower) | verdict |", "|---|---|---|"]
-        for low, high in reference.order:
-            if low not in by_method or high not in by_method:
-                lines.append(f"| {low} < {high} | - | not measured |")
-                continue
-            diff, se = _difference(by_method[low], by_method[high])
-            lines.append(f"| {low} < {high} | {format_gain(diff, se)} | {verdict(diff, se)} |")
-        lines += ["", f"A pair *agrees* when the measured difference exceeds {RESOLVED_SE:g} standard errors, "
-                  "is *reversed* below minus that, and is *within seed noise* otherwise.", ""]
-    common = [m for m in reference.top1 if m in by_method and by_method[m].get("top1_mean") is not None]
-    rho = spearman([reference.top1[m] for m in common], [by_method[m]["top1_mean"] for m in common])
-    if rho is not None:
-        measured = sorted(common, key=lambda m: by_method[m]["top1_mean"])
-        published = sorted(common, key=lambda m: reference.top1[m])
-        lines += [
-            f"Rank correlation (Spearman) between the published and the measured top-1 over {len(common)} methods "
-            f"with a published number: {rho:+.2f}.",
-            "",
-            f"- published, low to high: {' < '.join(published)}",
-            f"- measured, low to high: {' < '.join(measured)}",
-            "",
-        ]
-    return lines
-
-
-def separation_lines(plan: "SuitePlan", rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Markdown bullets: each method's gain over the baseline against seed noise."""
-    from kdlab.reporting.tables import format_gain
-
-    baseline = plan.manifest.baseline
-    lines = []
-    for row in rows:
-        if row["method"] in (TEACHER, baseline) or row.get("gain") is None:
-            continue
-        gain, se = row["gain"], row.get("gain_se")
-        if se is None:
-            judged = "one seed on a side: the noise is unknown"
-        elif abs(gain) > RESOLVED_SE * se:
-            judged = f"{'above' if gain > 0 else 'below'} the {baseline} beyond seed noise"
-        else:
-            judged = "within seed noise"
-        lines.append(f"- {row['method']}: {format_gain(gain, se)} points, {judged}")
-    return lines
 
 
 # ---------------------------------------------------------------------------------------------- the document
@@ -304,23 +212,6 @@ def _detection_student_lines(plan: "SuitePlan", cfg: Any) -> list[str]:
     return lines
 
 
-def target_lines(rows: Sequence[dict[str, Any]], baseline: str) -> list[str]:
-    """Whether the best method beats the baseline by more than twice the larger of their seed stds."""
-    base = next((r for r in rows if r["method"] == baseline), None)
-    others = [r for r in rows if r["method"] not in (TEACHER, baseline) and r.get("top1_mean") is not None]
-    if base is None or base.get("top1_mean") is None or not others:
-        return []
-    best = max(others, key=lambda r: r["top1_mean"])
-    stds = [s for s in (best.get("top1_std"), base.get("top1_std")) if s is not None]
-    if len(stds) < 2:
-        return [f"- best method: {best['method']} ({best['top1_mean'] - base['top1_mean']:+.2f} over {baseline}); "
-                "one seed on a side, so the target (a gain above twice the larger seed std) cannot be judged"]
-    gain, bound = best["top1_mean"] - base["top1_mean"], 2 * max(stds)
-    met = "met" if gain > bound else "NOT met"
-    return [f"- target, the best method beats {baseline} by more than twice the larger seed std: {met} — "
-            f"{best['method']} {gain:+.2f} against 2 x {max(stds):.2f} = {bound:.2f}"]
-
-
 def protocol_lines(plan: "SuitePlan") -> list[str]:
     """The protocol as the resolved configs define it (so the document cannot drift from the configs)."""
     from kdlab.config import load_config
@@ -392,8 +283,9 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
 
     lines = ["| method | runs | training / run | wall / run | CPU / run | teacher |", "|---|---|---|---|---|---|"]
     for row in result.rows:
+        name = row["method"] + (f" ({row['pair']})" if row.get("pair") else "")
         lines.append(
-            f"| {row['method']} | {row.get('seeds', '')} | {format_seconds(row.get('seconds_mean'))} | "
+            f"| {name} | {row.get('seeds', '')} | {format_seconds(row.get('seconds_mean'))} | "
             f"{format_seconds(row.get('wall_seconds_mean'))} | {format_seconds(row.get('cpu_seconds_mean'))} | "
             f"{_teacher_source(plan_row=row)} |"
         )
@@ -403,7 +295,7 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
     if built:
         lines.append(
             "- teacher cache, built once per seed (wall / CPU): "
-            + ", ".join(f"seed {s}: {format_seconds(c.get('seconds'))} / {format_seconds(c.get('cpu_seconds'))}"
+            + ", ".join(f"{'seed ' if s.isdigit() else ''}{s}: {format_seconds(c.get('seconds'))} / {format_seconds(c.get('cpu_seconds'))}"
                         for s, c in built.items())
         )
     for method, info in result.timings.get("prerequisites", {}).items():
@@ -412,15 +304,11 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
                          f"{format_seconds(info.get('seconds'))} / {format_seconds(info.get('cpu_seconds'))}")
     if result.timings.get("teacher_pretrained_eval") is not None:
         lines.append(f"- pretrained teacher evaluation: {format_seconds(result.timings['teacher_pretrained_eval'])}")
-    walls = [row.get("wall_seconds_mean", 0) * row.get("seeds", 0) for row in result.rows
-             if row.get("wall_seconds_mean") is not None and row["method"] != TEACHER]
-    shared = [c.get("seconds") or 0 for c in caches.values()] + [
-        p.get("seconds") or 0 for p in result.timings.get("prerequisites", {}).values()]
-    teacher = next((r for r in result.rows if r["method"] == TEACHER), {})
-    total = sum(walls) + sum(shared) + (teacher.get("wall_seconds_mean") or 0)
-    if result.timings.get("teacher_pretrained_eval") is not None and teacher.get("epochs"):
-        total += result.timings["teacher_pretrained_eval"]
-    lines.append(f"- all the suite's work, one task after another: {format_seconds(total)} "
+    evals = result.timings.get("teacher_evals", {})
+    if evals:
+        lines.append("- teacher evaluations, once each: "
+                     + ", ".join(f"{label}: {format_seconds(seconds)}" for label, seconds in evals.items()))
+    lines.append(f"- all the suite's work, one task after another: {format_seconds(_total_work(result))} "
                  f"(divided among {result.plan.jobs} job(s) side by side)")
     lines.append(
         f"- this invocation: {format_seconds(result.seconds)} wall"
@@ -434,6 +322,24 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
         "time of the process that ran it, which is what the run costs on an otherwise idle core"
     )
     return lines
+
+
+def _total_work(result: "SuiteResult") -> float:
+    """Seconds of all the suite's work one task after another (shared runs of a suite with pairs counted once)."""
+    caches = result.timings.get("caches", {})
+    shared = [c.get("seconds") or 0 for c in caches.values()] + [
+        p.get("seconds") or 0 for p in result.timings.get("prerequisites", {}).values()]
+    if result.plan.is_paired:
+        runs = [o.wall_seconds or 0 for o in result.outcomes]
+        evals = [s or 0 for s in result.timings.get("teacher_evals", {}).values()]
+        return sum(runs) + sum(shared) + sum(evals)
+    walls = [row.get("wall_seconds_mean", 0) * row.get("seeds", 0) for row in result.rows
+             if row.get("wall_seconds_mean") is not None and row["method"] != TEACHER]
+    teacher = next((r for r in result.rows if r["method"] == TEACHER), {})
+    total = sum(walls) + sum(shared) + (teacher.get("wall_seconds_mean") or 0)
+    if result.timings.get("teacher_pretrained_eval") is not None and teacher.get("epochs"):
+        total += result.timings["teacher_pretrained_eval"]
+    return total
 
 
 def _teacher_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -474,7 +380,7 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
     command = plan.options.command if result is not None else _without_dry_run(plan.options.command)
     lines += ["## Command", "", "```bash", command, "```", ""]
     lines += ["## Protocol as configured", "", "Read from the resolved configs of the runs:", ""]
-    lines += protocol_lines(plan) + [""]
+    lines += (pairs_report.protocol_lines(plan) if plan.is_paired else protocol_lines(plan)) + [""]
     readme = manifest.folder / "README.md"
     if readme.is_file():
         body = readme.read_text().strip().splitlines()
@@ -482,14 +388,18 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
             body = body[1:]  # the README's own title: this section's heading replaces it
         lines += [f"## About the suite (`{_relative(readme)}`)", "", _demote_headings("\n".join(body)).strip(), ""]
     if result is None:
+        if plan.is_paired:
+            lines += ["## Published numbers", ""] + pairs_report.published_numbers_lines(plan) + [""]
+        what = ("one table per pair with the published numbers beside, the rows outside the published band, the "
+                "teachers and the cost of every method" if plan.is_paired else
+                "the table, the cost of every method, the teacher before/after its fine-tune, whether the methods "
+                "separate beyond seed noise and how the ordering compares with the published one")
         lines += [
             "## Results: not yet run on this machine",
             "",
             "The full suite has not been run here yet, so this page has no numbers. Run the command above "
-            "(it regenerates this page with the table, the cost of every method, the teacher before/after its "
-            "fine-tune, whether the methods separate beyond seed noise and how the ordering compares with the "
-            "published one). \"About the suite\" above has the measured cost of single runs and the estimated "
-            "total time.",
+            f"(it regenerates this page with {what}). \"About the suite\" above has the measured cost of single runs "
+            "and the estimated total time.",
             "",
             "## Machine",
             "",
@@ -500,10 +410,17 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
         ]
         return "\n".join(lines) + "\n"
     rows = result.rows
-    lines += ["## Results", ""] + results_table(rows) + [""]
+    lines += ["## Results", ""] + (pairs_report.results_lines(plan, rows) if plan.is_paired else results_table(rows))
+    lines += [""]
     if result.failures:
         lines += ["Failed or skipped work (left out of the table):", ""]
         lines += [f"- {f['label']}: {f['error']}" for f in result.failures] + [""]
+    if plan.is_paired:
+        lines += ["## Against the published numbers", ""] + pairs_report.published_lines(plan, rows) + [""]
+        lines += ["### Overview", ""] + pairs_report.overview_lines(plan, rows) + [""]
+        lines += ["## Teachers", ""] + pairs_report.teacher_lines(plan, rows) + [""]
+        lines += ["## Cost", ""] + _cost_lines(result) + [""]
+        return "\n".join(lines + _machine_lines(plan, result)) + "\n"
     lines += ["## Teacher", ""] + _teacher_lines(rows) + [""]
     lines += ["## Does the suite separate the methods?", "", f"Gain over the plain {manifest.baseline} "
               f"(± standard error of the difference over seeds):", ""]
@@ -514,7 +431,13 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
     else:
         lines += [""]
     lines += ["## Cost", ""] + _cost_lines(result) + [""]
-    lines += [
+    return "\n".join(lines + _machine_lines(plan, result)) + "\n"
+
+
+def _machine_lines(plan: "SuitePlan", result: "SuiteResult") -> list[str]:
+    from kdlab.reporting.demo_output import machine_summary
+
+    return [
         "## Machine",
         "",
         f"- {machine_summary()}",
@@ -523,7 +446,6 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
         "table from them)",
         "",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def write_outputs(result: "SuiteResult") -> list[Path]:
@@ -544,3 +466,20 @@ def write_outputs(result: "SuiteResult") -> list[Path]:
         path.write_text(content)
         written.append(path)
     return written
+
+
+__all__ = [
+    "RESOLVED_SE",
+    "apply_gains",
+    "gain_over",
+    "ordering_lines",
+    "protocol_lines",
+    "render_document",
+    "results_table",
+    "separation_lines",
+    "spearman",
+    "summarize_suite",
+    "target_lines",
+    "verdict",
+    "write_outputs",
+]

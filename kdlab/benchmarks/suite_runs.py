@@ -48,6 +48,33 @@ class PlannedRun:
     out_dir: Path
     overrides: tuple[str, ...]
     cache: Optional[Path] = None  # the seed's shared teacher cache (None: live teacher or no teacher)
+    pairs: tuple[str, ...] = ()  # suites with pairs: the pairs this run is reported in (one, or several sharing it)
+    instance: Optional[str] = None  # suites with pairs: the run's folder below runs/<method>/ (pair or student)
+    teacher: Optional[str] = None  # suites with pairs: the label of the teacher it distils from
+
+    @property
+    def key(self) -> str:
+        """The run's task key: ``run:<method>:<seed>``, with pairs ``run:<method>:<instance>:<seed>``."""
+        if self.instance is None:
+            return f"run:{self.method}:{self.seed}"
+        return f"run:{self.method}:{self.instance}:{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """How progress lines name the run."""
+        if self.instance is None:
+            return f"{self.method} seed {self.seed}"
+        return f"{self.method} {self.instance} seed {self.seed}"
+
+    @property
+    def where(self) -> str:
+        """How error messages name the run's method (and pairs)."""
+        return f"method {self.method}" + (f" on {', '.join(self.pairs)}" if self.pairs else "")
+
+    @property
+    def prerequisite_group(self) -> str:
+        """Runs whose terms' prerequisites (SSKD's teacher head) are the same: one method, one teacher."""
+        return self.method if self.teacher is None else f"{self.method}:{self.teacher}"
 
     def load(self) -> Any:
         """The run's validated config."""

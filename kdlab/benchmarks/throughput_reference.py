@@ -38,15 +38,15 @@ def kd_settings(cfg: Config) -> tuple[float, float, float]:
 
 
 def extract_training_images(cfg: Config, into: Path) -> Path:
-    """The (subset) training images of an ImageFolder dataset as plain files under ``into``; returns train/."""
-    from kdlab.data.build import subset_selection
+    """The training images (data.subset, data.per_class) of an ImageFolder dataset as files under ``into``: train/."""
+    from kdlab.data.training_set import training_selection
     from kdlab.data.sources import list_imagefolder, open_source
 
     if cfg.data.name != "imagefolder":
         raise ConfigError(f"the reference loop reads an ImageFolder folder or zip; data.name={cfg.data.name!r}")
     listing = list_imagefolder(cfg.data.root)
     source = open_source(cfg.data)
-    selection = subset_selection(cfg.data, len(source.train))
+    selection = training_selection(cfg.data, source)
     split = source.train.select(selection) if selection is not None else source.train
     names = list(split.files.names)  # type: ignore[union-attr]
     if listing.is_zip:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kdlab.config import Config, flatten_config
+from kdlab.data.training_set import label_noise_spec
 from kdlab.data.types import DataBundle
 from kdlab.engine.checkpoint import file_sha256
 
@@ -57,9 +58,15 @@ def cache_key(cfg: Config, bundle: DataBundle, *, pipeline: str, seed: int, glob
             knn_pool=data.knn_pool,
             knn_index_sha256=file_sha256(data.knn_index) if data.knn_index else None,
         )
+    data_key: dict[str, Any] = {"name": data.name, "fingerprint": bundle.fingerprint, "train_size": bundle.train_size}
+    # the fingerprint covers data.subset / data.per_class (the sample list) and data.label_noise; the noise is
+    # named too, so a refused cache says why (absent without noise: caches built before the key stay valid)
+    noise = label_noise_spec(data)
+    if noise is not None:
+        data_key["label_noise"] = noise.key()
     return {
         "teacher": teacher_identity(cfg),
-        "data": {"name": data.name, "fingerprint": bundle.fingerprint, "train_size": bundle.train_size},
+        "data": data_key,
         "augmentation": augmentation,
         "schedule": {"seed": seed},
     }

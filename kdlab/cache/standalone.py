@@ -20,11 +20,25 @@ from .teacher_cache import TeacherCache
 from .use import cache_epochs, cache_store_dtype, cache_top_k, replayable_stream, run_cache_key
 
 
+def _run_prerequisites(cfg: Config) -> None:
+    """Train what the terms need before they can be built (SSKD: the teacher's head), as ``kdlab train`` would."""
+    from kdlab.engine.trainer import Trainer
+    from kdlab.methods.build import prerequisites
+
+    for need in prerequisites(cfg):
+        if Path(need.produces).exists():
+            continue
+        resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
+        if not Trainer(need.config).fit(resume=resume).completed:
+            raise ConfigError(f"{need.description} stopped early; run the same command again to continue")
+
+
 def _terms_outputs(cfg: Config, data: Any, teacher: Any, device: torch.device) -> dict[str, list[str]]:
     """The teacher outputs the config's loss terms read (the Distiller a run would build is built to ask it)."""
     from kdlab.engine.builders import build_student
     from kdlab.methods.build import build_distiller
 
+    _run_prerequisites(cfg)
     student = build_student(cfg, data.num_classes, data.in_chans).to(device)
     distiller = build_distiller(
         cfg, student, teacher, num_classes=cfg.model.num_classes or data.num_classes, train_size=data.train_size,

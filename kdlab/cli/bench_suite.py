@@ -1,8 +1,12 @@
-"""``kdlab bench suite SUITE_DIR [key=value ...] [--seeds N] [--methods ...] [--out DIR] [--mini]``.
+"""``kdlab bench suite SUITE_DIR [key=value ...] [--seeds N] [--methods ...] [--pairs ...] [--out DIR] [--mini]``.
 
 Runs a benchmark suite folder (``suite.yaml`` + configs; see
 :mod:`kdlab.benchmarks.suite`): the teacher's evaluation and fine-tune, every
-method for every seed, then the results table and report.
+method for every seed (and pair), then the results table and report.
+
+``--dry-run`` plans and validates without training and exits 0 when the suite can
+start, 2 when a config does not validate, 4 when files (data, teachers) are missing;
+the plan and the list of problems are printed in every case.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides for every run, e.g. data.root=PATH")
     p.add_argument("--seeds", type=int, help="seeds per method (default: the manifest's)")
     p.add_argument("--methods", nargs="+", metavar="METHOD", help="run only these methods (default: all)")
+    p.add_argument("--pairs", nargs="+", metavar="PAIR",
+                   help="suites with pairs: run only these teacher_student pairs (default: all)")
     p.add_argument("--jobs", type=int, help="runs trained side by side in worker processes (default: the manifest's)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/bench/<suite name>)")
     p.add_argument("--mini", action="store_true", help="the miniature suite of the manifest (smoke test, seconds)")
@@ -35,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-teacher-cache", action="store_true", help="run the teacher live in every method")
     p.add_argument("--fresh", action="store_true", help="delete the suite's previous runs in --out first")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing run (default: record, go on)")
-    p.add_argument("--dry-run", action="store_true", help="check configs and paths, print the runs, train nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check configs and paths, print the runs and what is missing, train nothing; exit 0 when "
+                        "ready, 2 when a config does not validate, 4 when files are missing")
     p.add_argument("--doc", type=Path, metavar="PATH.md",
                    help="also write the report there (with --dry-run: the protocol and command only)")
     p.add_argument("--results-json", type=Path, metavar="PATH.json", help="also write the result rows there")
@@ -60,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         seeds=args.seeds,
         methods=tuple(args.methods) if args.methods else None,
+        pairs=tuple(args.pairs) if args.pairs else None,
         jobs=args.jobs,
         mini=args.mini,
         overrides=tuple(args.overrides),
@@ -73,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         command=_command_line(),
     )
     if args.dry_run:
-        dry_run(options, echo=lambda line: print(line, flush=True))
-        return 0
+        plan = dry_run(options, echo=lambda line: print(line, flush=True))
+        return plan.problems.exit_code
     result = run_suite(options, echo=lambda line: print(line, flush=True))
     if result.rows:
         print()

@@ -11,8 +11,9 @@ Range and choice constraints live in ``field(metadata=...)``:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 
 def _choices(*values: str, doc: str = "") -> dict[str, Any]:
@@ -87,6 +88,70 @@ class ScheduleConfig:
     min_lr: float = field(default=0.0, metadata={"min": 0.0, "doc": "cosine floor"})
 
 
+def _config_error(message: str) -> Exception:
+    from kdlab.config.loader import ConfigError  # loader imports this module: import when needed
+
+    return ConfigError(message)
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _per_class_value(value: Any) -> Optional[Union[int, float]]:
+    """``data.per_class`` checked: None, an int count >= 1 or a float fraction in (0, 1] (numeric text parsed)."""
+    key = "data.per_class"
+    expected = "an integer count >= 1 or a fraction in (0, 1]"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise _config_error(f"{key} must be {expected}, got {_show(value)}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _config_error(f"{key} must be {expected}, got {_show(value)}")
+    if isinstance(value, int):
+        if value < 1:
+            raise _config_error(f"{key}={value} is out of range: a count must be >= 1 (or a fraction in (0, 1])")
+        return value
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        hint = f"; write {int(value)} (no decimal point) for a count" if math.isfinite(value) and value.is_integer() \
+            and value > 1 else ""
+        raise _config_error(f"{key}={value!r} is out of range: a fraction must be in (0, 1]{hint}")
+    return float(value)
+
+
+@dataclass
+class LabelNoiseConfig:
+    """``data.label_noise``: symmetric noise on the training labels (never on evaluation labels).
+
+    ``round(rate * N)`` (halves up) of the N training labels, chosen by ``seed`` alone, are each replaced by a
+    class drawn uniformly from the other classes. The same labels for every ``trainer.seed`` and every method.
+    """
+
+    rate: Optional[float] = field(
+        default=None,
+        metadata={"min": 0.0, "doc": "fraction in [0, 1) of training labels replaced by a different class "
+                                     "(null or 0: no noise)"},
+    )
+    seed: Optional[int] = field(
+        default=None, metadata={"min": 0, "doc": "fixes which labels change and to what (default null: 0); "
+                                                 "independent of trainer.seed"},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, (int, float)) and not isinstance(self.rate, bool) and not self.rate < 1.0:
+            raise _config_error(
+                f"data.label_noise.rate={self.rate!r} is out of range: must be < 1 (the fraction of training "
+                "labels replaced by a different class)"
+            )
+
+
 @dataclass
 class DataConfig:
     """Where images come from and how they are batched and augmented."""
@@ -104,6 +169,17 @@ class DataConfig:
     eval_batch_size: int = field(default=256, metadata={"min": 1})
     num_workers: int = field(default=2, metadata={"min": 0, "doc": "DataLoader workers of the standard path"})
     subset: Optional[int] = field(default=None, metadata={"min": 1, "doc": "use a fixed random subset of N training samples (same for every seed)"})
+    per_class: Optional[Union[int, float]] = field(
+        default=None,
+        metadata={"doc": "keep a fixed, class-balanced part of the training images: an integer N (N images of "
+                         "each class) or a fraction f in (0, 1] (round(f x the class's count), at least 1); the same "
+                         "for every seed; applied to the data.subset images when both are set; a class with fewer "
+                         "than N images is an error; evaluation is never subsampled"},
+    )
+    label_noise: LabelNoiseConfig = field(
+        default_factory=LabelNoiseConfig,
+        metadata={"doc": "{rate: 0.3, seed: 0}: replace that fraction of training labels by a different class"},
+    )
     pipeline: str = field(
         default="auto", metadata=_choices("auto", "fast", "standard", doc="fast: uint8 in memory, batched aug")
     )
@@ -160,6 +236,9 @@ class DataConfig:
         metadata={"doc": "detection: [low, high] random rescale of training images (then cropped or padded back "
                          "to their size), boxes moved with them; null: off"},
     )
+
+    def __post_init__(self) -> None:
+        self.per_class = _per_class_value(self.per_class)
 
 
 @dataclass

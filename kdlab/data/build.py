@@ -12,20 +12,21 @@ import torch
 
 from .augment import BatchAugment
 from .cache import SKIPPED_SHOWN, CachedSplit, default_cache_dir, load_or_decode, load_or_find_undecodable
-from .decisions import (
-    build_planner,
-    bundle_fingerprint,
-    choose_pipeline,
-    normalisation,
-    resolve_image_size,
-    subset_selection,
-)
+from .decisions import build_planner, bundle_fingerprint, choose_pipeline, normalisation, resolve_image_size
 from .decode import decode_split
 from .errors import DataError
 from .fast import FastEvalStream, FastTrainStream
 from .sources import DatasetSource, SplitSpec, open_source
 from .standard import SeededTrainDataset, StandardEvalStream, StandardTrainStream
 from .streams_common import eval_shard
+from .training_set import (
+    LabelNoise,
+    NoiseResult,
+    apply_label_noise,
+    describe_per_class,
+    label_noise_spec,
+    training_selection,
+)
 from .transforms import FAST_AUGMENTS, eval_transform, train_transform
 from .types import DataBundle, EvalStream, TrainStream
 
@@ -43,6 +44,7 @@ class _Resolved:
     std: tuple[float, ...]
     selection: Optional[np.ndarray]
     train_split: SplitSpec
+    label_noise: Optional[LabelNoise]
     seed: int
     device: torch.device
     rank: int
@@ -92,10 +94,22 @@ def _skip_undecodable_standard(
     return split.select(keep)
 
 
+def _training_labels(r: _Resolved, clean: np.ndarray) -> tuple[np.ndarray, Optional[NoiseResult]]:
+    """The labels training sees: ``clean`` itself, or a noisy copy under ``data.label_noise``."""
+    if r.label_noise is None:
+        return clean, None
+    result = apply_label_noise(clean, len(r.source.classes), r.label_noise)
+    return result.labels, result
+
+
+_Streams = tuple[TrainStream, EvalStream, EvalStream, torch.Tensor, Optional[NoiseResult]]
+
+
 # -- pipelines ---------------------------------------------------------------
-def _fast_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, torch.Tensor]:
+def _fast_streams(r: _Resolved) -> _Streams:
     cfg = r.cfg
     train_data = _fast_split(cfg, r.source, r.train_split, r.selection, r.size, r.progress)
+    labels, noise = _training_labels(r, train_data.labels)
     eval_data = _fast_split(cfg, r.source, r.source.eval, None, r.size, r.progress)
     train_size = int(train_data.images.shape[0])
     planner, columns = build_planner(cfg, train_size, r.seed, r.rank, r.world_size)
@@ -108,21 +122,25 @@ def _fast_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, to
     def on_device(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(r.device)
 
-    train_images, train_labels = on_device(train_data.images), on_device(train_data.labels)
+    train_images, train_labels = on_device(train_data.images), on_device(labels)
+    clean_labels = train_labels if noise is None else on_device(train_data.labels)
     eval_images, eval_labels = on_device(eval_data.images), on_device(eval_data.labels)
     train = FastTrainStream(train_images, train_labels, planner, columns, augment, r.seed)
     evaluation = FastEvalStream(
         eval_images, eval_labels, eval_shard(len(eval_labels), r.rank, r.world_size), cfg.eval_batch_size, augment
     )
+    # evaluation over the training images (kNN reference, linear probe) keeps the true labels
     train_eval = FastEvalStream(
-        train_images, train_labels, eval_shard(train_size, r.rank, r.world_size), cfg.eval_batch_size, augment
+        train_images, clean_labels, eval_shard(train_size, r.rank, r.world_size), cfg.eval_batch_size, augment
     )
-    return train, evaluation, train_eval, torch.from_numpy(np.asarray(train_data.labels, dtype=np.int64))
+    return train, evaluation, train_eval, torch.from_numpy(np.asarray(labels, dtype=np.int64)), noise
 
 
-def _standard_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream, torch.Tensor]:
+def _standard_streams(r: _Resolved) -> _Streams:
     cfg = r.cfg
     train_split = _skip_undecodable_standard(cfg, r.source, r.train_split, r.selection, r.progress)
+    labels, noise = _training_labels(r, train_split.labels)
+    noisy_split = train_split if noise is None else train_split.with_labels(labels)
     eval_split = _skip_undecodable_standard(cfg, r.source, r.source.eval, None, r.progress)
     train_size = len(train_split)
     planner, columns = build_planner(cfg, train_size, r.seed, r.rank, r.world_size)
@@ -132,14 +150,15 @@ def _standard_streams(r: _Resolved) -> tuple[TrainStream, EvalStream, EvalStream
     )
     eval_tf = eval_transform(size=r.size, mean=r.mean, std=r.std)
     loader_args: dict[str, Any] = dict(device=r.device, num_workers=cfg.num_workers, channels_last=r.channels_last)
-    train = StandardTrainStream(SeededTrainDataset(train_split, train_tf), planner, columns, r.seed, **loader_args)
+    train = StandardTrainStream(SeededTrainDataset(noisy_split, train_tf), planner, columns, r.seed, **loader_args)
     evaluation = StandardEvalStream(
         eval_split, eval_tf, eval_shard(len(eval_split), r.rank, r.world_size), cfg.eval_batch_size, **loader_args
     )
+    # evaluation over the training images (kNN reference, linear probe) keeps the true labels
     train_eval = StandardEvalStream(
         train_split, eval_tf, eval_shard(train_size, r.rank, r.world_size), cfg.eval_batch_size, **loader_args
     )
-    return train, evaluation, train_eval, torch.from_numpy(np.asarray(train_split.labels, dtype=np.int64))
+    return train, evaluation, train_eval, torch.from_numpy(np.asarray(labels, dtype=np.int64)), noise
 
 
 def build_data(
@@ -156,7 +175,10 @@ def build_data(
 
     ``cfg`` is a DataConfig; ``seed`` fixes the epoch order and augmentation.
     With ``world_size`` processes, this one (``rank``) gets its share of each
-    global batch and its shard of the eval splits.
+    global batch and its shard of the eval splits. ``progress``: bars while
+    decoding, and the bundle's ``notes`` (data.per_class, data.label_noise)
+    printed as lines for the user (the trainer passes it on rank 0 unless
+    ``trainer.progress=none``); the notes always go to the ``kdlab.data`` logger.
     """
     if cfg.views == "rotate4" and cfg.augment not in FAST_AUGMENTS:
         raise DataError(
@@ -167,20 +189,26 @@ def build_data(
     size = resolve_image_size(cfg, source)
     pipeline = choose_pipeline(cfg, size)
     mean, std = normalisation(cfg, source)
-    selection = subset_selection(cfg, len(source.train))
+    selection = training_selection(cfg, source)
+    label_noise = label_noise_spec(cfg)
     resolved = _Resolved(
         cfg=cfg, source=source, size=size, mean=mean, std=std, selection=selection,
         train_split=source.train.select(selection) if selection is not None else source.train,
-        seed=seed, device=torch.device(device), rank=rank, world_size=world_size,
+        label_noise=label_noise, seed=seed, device=torch.device(device), rank=rank, world_size=world_size,
         channels_last=channels_last, progress=progress,
     )
     assemble = _fast_streams if pipeline == "fast" else _standard_streams
-    train, evaluation, train_eval, train_targets = assemble(resolved)
+    train, evaluation, train_eval, train_targets, noise = assemble(resolved)
     train_size = int(train_targets.numel())
     logger.info(
         "data: %s (%s path), %d train / %d %s samples, %dpx, %d steps/epoch",
         source.name, pipeline, train_size, evaluation.num_samples, source.eval.name, size, train.steps_per_epoch,
     )
+    notes = [line for line in (describe_per_class(cfg, source, selection), noise and noise.describe()) if line]
+    for line in notes:
+        logger.info(line)
+        if progress:
+            print(line, flush=True)  # what the trainer's progress lines are: stdout, rank 0, unless progress=none
     return DataBundle(
         train=train,
         eval=evaluation,
@@ -192,6 +220,7 @@ def build_data(
         mean=tuple(mean),
         std=tuple(std),
         train_size=train_size,
-        fingerprint=bundle_fingerprint(source, selection, size),
+        fingerprint=bundle_fingerprint(source, selection, size, label_noise),
         train_targets=train_targets,
+        notes=notes,
     )

@@ -1,4 +1,7 @@
-"""Decisions build_data takes from the config and the source: size, pipeline, statistics, subset, planner."""
+"""Decisions build_data takes from the config and the source: size, pipeline, statistics, subset, planner.
+
+``data.per_class`` and ``data.label_noise`` are decided in :mod:`kdlab.data.training_set`.
+"""
 
 from __future__ import annotations
 
@@ -80,8 +83,17 @@ def subset_selection(cfg: Any, train_len: int) -> Optional[np.ndarray]:
     return np.sort(order[:count].numpy())
 
 
-def bundle_fingerprint(source: DatasetSource, selection: Optional[np.ndarray], size: int) -> str:
+def bundle_fingerprint(
+    source: DatasetSource, selection: Optional[np.ndarray], size: int, label_noise: Any = None
+) -> str:
+    """Digest of the training data: source, selected samples (subset / per_class), resolution and label noise.
+
+    ``label_noise``: a :class:`~kdlab.data.training_set.LabelNoise` or None (then the digest is the one
+    of a run without label noise).
+    """
     text = f"{source.fingerprint}|{selection_digest(selection)}|{size}"
+    if label_noise is not None:
+        text += f"|label_noise={float(label_noise.rate)!r},{int(label_noise.seed)}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from .cache import SKIPPED_SHOWN, default_cache_dir, load_or_decode
-from .decisions import bundle_fingerprint, resolve_image_size, subset_selection
+from .decisions import bundle_fingerprint, resolve_image_size
 from .sources import list_imagefolder, open_source
+from .training_set import label_noise_spec, training_selection
 
 
 def _split_counts(labels: np.ndarray) -> dict[str, int]:
@@ -42,15 +43,17 @@ def dataset_info(cfg: Any) -> dict:
         "image_size": size,
         "eval_split": eval_name,
         "subset": cfg.subset,
+        "per_class": getattr(cfg, "per_class", None),
+        "label_noise": noise.key() if (noise := label_noise_spec(cfg)) is not None else None,
         "splits": splits,
     }
 
 
 def prepare_cache(cfg: Any, *, progress: bool = True) -> dict:
-    """Decode the training (subset) and eval splits into the fast-path cache; report what is there."""
+    """Decode the training (subset / per_class) and eval splits into the fast-path cache; report what is there."""
     source = open_source(cfg)
     size = resolve_image_size(cfg, source)
-    selection = subset_selection(cfg, len(source.train))
+    selection = training_selection(cfg, source)  # the samples a run decodes: subset, then per_class
     train_split = source.train.select(selection) if selection is not None else source.train
     cache_root = default_cache_dir(cfg)
     report: dict[str, Any] = {
@@ -58,7 +61,7 @@ def prepare_cache(cfg: Any, *, progress: bool = True) -> dict:
         "root": source.root,
         "cache_dir": str(cache_root),
         "image_size": size,
-        "fingerprint": bundle_fingerprint(source, selection, size),
+        "fingerprint": bundle_fingerprint(source, selection, size, label_noise_spec(cfg)),
         "splits": {},
         "skipped": 0,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Optional, Protocol, runtime_checkable
 
 import torch
@@ -53,5 +53,9 @@ class DataBundle:
     std: tuple[float, ...]
     train_size: int
     fingerprint: str
-    #: labels of the (subset) training split, index-aligned with batches' "index" (CRD's class-aware negatives)
+    #: labels of the (subset) training split as training sees them (with any data.label_noise), index-aligned
+    #: with batches' "index" (CRD's class-aware negatives); ``train_eval`` carries the clean labels
     train_targets: Optional[torch.Tensor] = None
+    #: lines saying how the training set differs from the dataset's (data.per_class, data.label_noise),
+    #: announced when the data is built
+    notes: list[str] = field(default_factory=list)

@@ -28,6 +28,9 @@ from kdlab.models.registry import create_model, list_models, register_model
 from kdlab.models.timm_adapter import TimmFeatureModel
 from kdlab.models.tv_adapter import TorchvisionFeatureModel
 
+#: imported for their registrations (named here so that linters see them used)
+ZOO_MODULES = (mobilenetv1, mobilenetv2, resnet_cifar, resnet_imagenet_style, shufflenetv1, shufflenetv2, vgg, wrn)
+
 __all__ = [
     "CheckpointLoadResult",
     "CheckpointMismatchError",

@@ -11,6 +11,8 @@ load, never special-cased elsewhere:
 - keys prefixed by ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (``torch.compile``)
 - a plain torchvision/timm state_dict into kdlab's adapter (which holds the library model as ``model``)
 - a classifier saved as ``linear``/``classifier``/``head`` where the model calls it ``fc`` (and so on)
+- the KD literature's CIFAR model code (RepDistiller/CRD, mdistiller/DKD/CKD, SSKD): its module names
+  are renamed to the zoo's, recognised from the keys (:mod:`kdlab.models.literature_keys`)
 
 A checkpoint that does not fit the architecture raises
 :class:`CheckpointMismatchError` naming the file, the missing and unexpected
@@ -28,6 +30,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from kdlab.models.literature_keys import KeyNames, rename_literature_keys, unwrap_sskd
 
 PathLike = str | os.PathLike[str]
 
@@ -64,6 +68,12 @@ class CheckpointLoadResult:
     unexpected_keys: list[str] = field(default_factory=list)
     #: keys skipped because the shapes differ (only with ``strict=False``)
     shape_mismatches: list[str] = field(default_factory=list)
+    #: file key -> model key, for every key loaded under another name (prefixes, classifier, literature names)
+    renamed_keys: dict[str, str] = field(default_factory=dict)
+    #: file keys set aside on purpose (an SSKD wrapper's self-supervision head ``proj_head.*``)
+    dropped_keys: list[str] = field(default_factory=list)
+    #: the foreign code base's naming the file was read in (see :mod:`kdlab.models.literature_keys`), or None
+    layout: str | None = None
 
 
 def read_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> Any:
@@ -124,40 +134,95 @@ def _classifier_prefix(model: nn.Module) -> str | None:
     return None
 
 
-def align_keys(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Rename checkpoint keys to the model's naming: wrapper prefixes, adapter prefix, classifier alias."""
-    model_keys = list(model.state_dict())
-    keys = list(state_dict)
+@dataclass
+class KeyAlignment:
+    """How a file's keys map onto the model's names, decided from the key names alone."""
 
-    def rename(old: str, new: str) -> None:
-        nonlocal state_dict, keys
-        state_dict = {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state_dict.items()}
-        keys = list(state_dict)
+    #: file key -> model key, for every file key that is loaded (most map to themselves)
+    names: KeyNames
+    #: file keys set aside on purpose (an SSKD wrapper's self-supervision head)
+    dropped: list[str] = field(default_factory=list)
+    #: the foreign code base's naming the keys were read in, or None
+    layout: str | None = None
+    #: that naming's renames in words, for error messages
+    layout_summary: str | None = None
 
+    @property
+    def renamed(self) -> dict[str, str]:
+        """Only the keys whose name changes (what :class:`CheckpointLoadResult` reports)."""
+        return {old: new for old, new in self.names.items() if old != new}
+
+    def apply(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The file's tensors under the model's names, dropped keys left out."""
+        return {new: state_dict[old] for old, new in self.names.items()}
+
+
+def _replace_prefix(names: KeyNames, old: str, new: str) -> KeyNames:
+    return {s: (new + c[len(old) :] if c.startswith(old) else c) for s, c in names.items()}
+
+
+def _strip_wrappers(names: KeyNames, model_keys: list[str]) -> KeyNames:
+    """``module.`` / ``_orig_mod.``, repeatedly: wrappers nest (DDP around a compiled model)."""
     changed = True
-    while changed:  # wrappers nest (DDP around a compiled model), so strip repeatedly
+    while changed:
         changed = False
         for prefix in WRAPPER_PREFIXES:
-            if _all_start_with(keys, prefix) and not _all_start_with(model_keys, prefix):
-                rename(prefix, "")
+            if _all_start_with(list(names.values()), prefix) and not _all_start_with(model_keys, prefix):
+                names = _replace_prefix(names, prefix, "")
                 changed = True
-    if _all_start_with(model_keys, ADAPTER_PREFIX) and not _all_start_with(keys, ADAPTER_PREFIX):
-        state_dict = {ADAPTER_PREFIX + k: v for k, v in state_dict.items()}
-        keys = list(state_dict)
-    elif _all_start_with(keys, ADAPTER_PREFIX) and not _all_start_with(model_keys, ADAPTER_PREFIX):
-        rename(ADAPTER_PREFIX, "")
+    return names
 
+
+def _match_adapter_prefix(names: KeyNames, model_keys: list[str]) -> KeyNames:
+    """A plain torchvision/timm file into kdlab's adapter (``model.`` added), or the other way round."""
+    current = list(names.values())
+    if _all_start_with(model_keys, ADAPTER_PREFIX) and not _all_start_with(current, ADAPTER_PREFIX):
+        return {s: ADAPTER_PREFIX + c for s, c in names.items()}
+    if _all_start_with(current, ADAPTER_PREFIX) and not _all_start_with(model_keys, ADAPTER_PREFIX):
+        return _replace_prefix(names, ADAPTER_PREFIX, "")
+    return names
+
+
+def _match_classifier(names: KeyNames, model: nn.Module, model_keys: list[str]) -> KeyNames:
+    """A classifier saved under another name (``linear``, ``classifier``, ``head``) with the model's parameter names."""
     target = _classifier_prefix(model)
-    if target is not None and not any(k.startswith(target) for k in keys):
-        wanted = {k[len(target) :] for k in model_keys if k.startswith(target)}
-        outer = target[: -len(target.rstrip(".").split(".")[-1]) - 1]  # e.g. "model." for "model.fc."
-        for alias in CLASSIFIER_ALIASES:
-            source = f"{outer}{alias}."
-            found = {k[len(source) :] for k in keys if k.startswith(source)}
-            if found and found == wanted:
-                rename(source, target)
-                break
-    return state_dict
+    current = list(names.values())
+    if target is None or any(k.startswith(target) for k in current):
+        return names
+    wanted = {k[len(target) :] for k in model_keys if k.startswith(target)}
+    outer = target[: -len(target.rstrip(".").split(".")[-1]) - 1]  # e.g. "model." for "model.fc."
+    for alias in CLASSIFIER_ALIASES:
+        source = f"{outer}{alias}."
+        found = {k[len(source) :] for k in current if k.startswith(source)}
+        if found and found == wanted:
+            return _replace_prefix(names, source, target)
+    return names
+
+
+def plan_alignment(file_keys: list[str], model: nn.Module) -> KeyAlignment:
+    """Which model key each file key loads into, decided from the names before any tensor is touched.
+
+    In order: wrapper prefixes, the adapter prefix, SSKD's wrapper, the KD
+    literature's module names (:mod:`kdlab.models.literature_keys`), the
+    classifier alias. kdlab's own files come out unchanged.
+    """
+    model_keys = list(model.state_dict())
+    names = _strip_wrappers({k: k for k in file_keys}, model_keys)
+    names = _match_adapter_prefix(names, model_keys)
+    names, dropped = unwrap_sskd(names, model_keys)
+    names, layout = rename_literature_keys(names, model)
+    names = _match_classifier(names, model, model_keys)
+    return KeyAlignment(
+        names,
+        dropped,
+        layout.name if layout is not None else None,
+        layout.summary if layout is not None else None,
+    )
+
+
+def align_keys(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename checkpoint keys to the model's naming (see :func:`plan_alignment`)."""
+    return plan_alignment(list(state_dict), model).apply(state_dict)
 
 
 def _listing(title: str, items: list[str]) -> str:
@@ -200,10 +265,15 @@ def load_checkpoint(
     """
     path = Path(path)
     state_dict, extra = split_checkpoint(read_checkpoint_file(path, unsafe=unsafe), path)
-    state_dict = align_keys(state_dict, model)
+    alignment = plan_alignment(list(state_dict), model)
+    state_dict = alignment.apply(state_dict)
     missing, unexpected, mismatched = _compare(state_dict, model)
     if strict and (missing or unexpected or mismatched):
         parts = [f"checkpoint {path} does not fit {type(model).__name__}"]
+        if alignment.layout is not None:
+            parts.append(f"keys read as {alignment.layout} names ({alignment.layout_summary})")
+        if alignment.dropped:
+            parts.append(f"{len(alignment.dropped)} keys of SSKD's self-supervision head (proj_head.*) set aside")
         if missing:
             parts.append(_listing("missing keys", missing))
         if unexpected:
@@ -221,4 +291,7 @@ def load_checkpoint(
         missing_keys=missing,
         unexpected_keys=unexpected,
         shape_mismatches=sorted(skipped),
+        renamed_keys=alignment.renamed,
+        dropped_keys=alignment.dropped,
+        layout=alignment.layout,
     )

@@ -6,9 +6,16 @@ pooling, one linear layer; 1x1 conv shortcuts where the shape changes.
 
 Stage outputs: in a pre-activation network a stage's output is the raw residual
 sum, and its activation happens inside the *next* stage's first block (or the
-final BN-ReLU). As in RepDistiller, a stage's feature is that activation
-``relu(bn(x))`` and its pre-activation feature ``bn(x)``; both are taken from
-the one forward pass by handing the activation to the next block.
+final BN-ReLU). kdlab's stage feature is that activation ``relu(bn(x))`` and its
+pre-activation feature ``bn(x)``; both are taken from the one forward pass by
+handing the activation to the next block. The pre-activation features are
+RepDistiller's ``preact=True`` features (and mdistiller's ``preact_feats``); its
+default features (``preact=False``, mdistiller's ``feats``) are the raw sums ``x``
+themselves, which kdlab does not expose (``stages`` must equal
+``relu(preact_stages)`` for every zoo network).
+
+The layers, their order and the logits are those of RepDistiller's
+``models/wrn.py`` (whose checkpoints load: :mod:`kdlab.models.literature_keys`).
 """
 
 from __future__ import annotations

@@ -13,11 +13,16 @@ from suite_fixtures import SHIPPED_SUITE, write_imagefolder_zip
 
 #: the result names the brief fixes, in table order
 METHODS = ["student", "kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "fitnet", "at", "rkd", "pkt", "sp"]
+#: SSKD's few-shot and noisy-label regimes, each measured against its own plain student
+REGIMES = ["student-25pc", "kd-25pc", "sskd-25pc", "student-noise50", "kd-noise50", "sskd-noise50"]
 
 
 def test_shipped_manifest_lists_every_method_with_student_as_baseline():
     manifest = load_manifest(SHIPPED_SUITE)
-    assert list(manifest.method_names) == METHODS
+    assert list(manifest.method_names) == METHODS + REGIMES
+    baselines = {method.name: method.baseline for method in manifest.methods}
+    assert {baselines[name] for name in REGIMES[:3]} == {"student-25pc"}
+    assert {baselines[name] for name in REGIMES[3:]} == {"student-noise50"}
     assert manifest.baseline == "student" and manifest.seeds == 3
     assert manifest.teacher.finetune and manifest.teacher.evaluate_pretrained
     assert list(manifest.mini.methods) == ["student", "kd"] and manifest.mini.seeds == 1
@@ -26,7 +31,7 @@ def test_shipped_manifest_lists_every_method_with_student_as_baseline():
 
 
 def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
-    """All 13 methods plus the fine-tune, terms and parameters included, without ../shared."""
+    """All 13 methods, the 6 regime rows and the fine-tune, terms and parameters included, without ../shared."""
     zip_path = write_imagefolder_zip(tmp_path / "tiny.zip")
     weights = tmp_path / "resnet56.th"
     torch.save(create_model("resnet56", num_classes=10, shortcut="A").state_dict(), weights)
@@ -34,13 +39,19 @@ def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
         suite_dir=SHIPPED_SUITE, out_dir=tmp_path / "out", overrides=(f"data.root={zip_path}",),
         teacher_checkpoint=weights,
     ))
-    assert len(plan.runs) == 13 * 3 and plan.jobs == 2
-    assert plan.with_prerequisites == ("sskd",)  # SSKD's teacher head runs once, as its own task
+    assert len(plan.runs) == 19 * 3 and plan.jobs == 2
+    # SSKD's teacher head runs once per training set, as its own task
+    assert plan.with_prerequisites == ("sskd", "sskd-25pc", "sskd-noise50")
     cached = {run.method for run in plan.runs if run.cache is not None}
-    assert cached == {"kd", "ckd", "dkd", "coss", "coss+kd", "crd", "rkd", "pkt"}
+    assert cached == {"kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "rkd", "pkt",
+                      "kd-25pc", "sskd-25pc", "kd-noise50", "sskd-noise50"}
     keys = [task.key for task in build_tasks(plan)]
-    assert keys[:3] == ["pretrained", "teacher", "prerequisites:sskd"]
+    assert keys[:5] == ["pretrained", "teacher", "prerequisites:sskd", "prerequisites:sskd-25pc",
+                        "prerequisites:sskd-noise50"]
     assert keys.index("cache:0") < keys.index("run:kd:0") < keys.index("run:student:1")  # seeds outermost
+    # SSKD's 4 rotated views and each regime's training set get caches of their own
+    seed0_caches = {key for key in keys if key.startswith("cache:0:")}
+    assert len(seed0_caches) == 5
     assert not (tmp_path / "out").exists()
 
 

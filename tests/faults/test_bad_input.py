@@ -88,7 +88,8 @@ def test_dataset_with_other_classes_than_the_teacher(tmp_path: Path, teacher_run
 def test_teacher_checkpoint_of_another_architecture(tmp_path: Path, teacher_run: Path, capsys):
     ckpt = teacher_run / "checkpoints" / "best.pt"
     err = failure(capsys, cli(tmp_path, "teacher.name=resnet14", f"teacher.checkpoint={ckpt}", KD))
-    assert "does not fit" in err and "best.pt" in err
+    # the checkpoint file stores its architecture: a contradicting teacher.name is refused before loading
+    assert "teacher.name='resnet14' contradicts" in err and "('resnet8')" in err and "best.pt" in err
 
 
 def test_teacher_without_a_classifier_for_a_logit_term(tmp_path: Path, teacher_run: Path, capsys):

@@ -78,7 +78,7 @@ def test_cifar_recipes_follow_their_protocol(path: Path):
         return
     teacher, student = _pair(cfg)
     assert path.stem == f"{teacher}_{student}"
-    assert cfg.teacher.checkpoint == f"runs/cifar100/teacher/{teacher}"
+    assert cfg.teacher.checkpoint == f"weights/cifar_teachers/{teacher}_vanilla/ckpt_epoch_240.pth"
     terms = _terms(cfg)
     assert set(terms) == {"ce", method}
     expected = {"kd": 0.9, "fitnet": 100, "at": 1000, "sp": 3000, "rkd": 1, "pkt": 30000, "crd": 0.8, "dkd": 1}

@@ -12,7 +12,7 @@ from kdlab.models.registry import _REGISTRY
 
 ZOO = [
     "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet8x4",
-    "resnet32x4", "ResNet50", "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2", "vgg8", "vgg11", "vgg13",
+    "resnet32x4", "ResNet50", "ResNet18", "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2", "vgg8", "vgg11", "vgg13",
     "vgg16", "vgg19", "MobileNetV2", "ShuffleV1", "ShuffleV2", "MobileNetV1",
 ]  # fmt: skip
 

@@ -21,6 +21,7 @@ LITERATURE_PARAMS_M = {
     "resnet8x4": 1.234,
     "resnet32x4": 7.434,
     "ResNet50": 23.705,
+    "ResNet18": 11.220,  # not in those tables: mdistiller's CIFAR ResNet18 (resnetv2.py) has 11,220,132
     "wrn_16_1": 0.181,
     "wrn_16_2": 0.703,
     "wrn_40_1": 0.570,
@@ -36,7 +37,9 @@ LITERATURE_PARAMS_M = {
 }
 CIFAR_ZOO = sorted(LITERATURE_PARAMS_M)
 #: deeper/wider copies of the families below: the same code, so a forward pass (no backward) suffices
-HEAVY = {"ResNet50", "vgg16", "vgg19", "resnet32x4", "resnet110", "resnet56", "resnet44", "resnet32", "wrn_40_2"}
+HEAVY = {
+    "ResNet50", "ResNet18", "vgg16", "vgg19", "resnet32x4", "resnet110", "resnet56", "resnet44", "resnet32", "wrn_40_2"
+}  # fmt: skip
 LIGHT = [name for name in CIFAR_ZOO if name not in HEAVY]
 #: networks whose stages end in a linear BatchNorm: their preact_stages are their stages
 NO_STAGE_ACTIVATION = {"MobileNetV2"}
@@ -143,6 +146,21 @@ def test_cifar_resnet_stage_widths_and_shortcut_options() -> None:
     assert count_params(option_a) == 269_722
     assert not any("shortcut" in name for name, _ in option_a.named_parameters())
     assert create_model("resnet8x4", shortcut="A")(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_resnet18_is_the_cifar_stem_basic_block_resnet_of_mdistiller() -> None:
+    model = create_model("ResNet18", num_classes=100).eval()
+    assert model.stage_channels == [64, 128, 256, 512] and model.embedding_dim == 512
+    # basic blocks (two 3x3 convs), projection shortcuts only where a stage starts with stride 2
+    assert sorted(n for n, _ in model.named_modules() if n.endswith("shortcut.0")) == [
+        "layer2.0.shortcut.0", "layer3.0.shortcut.0", "layer4.0.shortcut.0"
+    ]  # fmt: skip
+    assert not any(n.endswith("conv3") for n, _ in model.named_modules())
+    with torch.no_grad():
+        features = model.forward_all(torch.randn(2, 3, 32, 32))
+    # stride-1 3x3 stem without max-pool: 32x32 reaches the last stage at 4x4
+    assert [tuple(s.shape[1:]) for s in features.stages] == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
+    assert all((p < 0).any() for p in features.preact_stages)
 
 
 def test_bad_constructor_options_are_rejected_with_their_value() -> None:

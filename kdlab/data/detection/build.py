@@ -65,6 +65,11 @@ def _check_keys(cfg: Any) -> None:
         if value != default:
             raise DataError(f"{key}={value} is not used for detection (the detector resizes and normalises its "
                             "input: model.kwargs min_size, max_size, image_mean, image_std)")
+    noise = getattr(getattr(cfg, "label_noise", None), "rate", None)
+    for key, value in (("data.per_class", getattr(cfg, "per_class", None)), ("data.label_noise.rate", noise)):
+        if value:
+            raise DataError(f"{key}={value} is a classification key (images with one class label each), "
+                            "not used for detection; use data.subset for fewer training images")
     coco_keys = (("data.train_images", cfg.train_images, None), ("data.train_annotations", cfg.train_annotations, None),
                  ("data.eval_images", cfg.eval_images, None), ("data.eval_annotations", cfg.eval_annotations, None))
     voc_keys = (("data.classes", cfg.classes, None), ("data.train_split", cfg.train_split, "trainval"),

@@ -45,6 +45,13 @@ class SplitSpec:
         assert self.files is not None
         return SplitSpec(self.name, self.labels[indices], files=self.files.select(indices))
 
+    def with_labels(self, labels: np.ndarray) -> "SplitSpec":
+        """The same samples with other labels (one per sample), e.g. noisy training labels."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != self.labels.shape:
+            raise ValueError(f"SplitSpec {self.name!r}: {labels.shape} labels for {self.labels.shape} samples")
+        return SplitSpec(self.name, labels, arrays=self.arrays, files=self.files)
+
     def load_pil(self, i: int) -> Image.Image:
         """Sample i as a PIL image (L or RGB); DataError naming the file if it cannot be decoded."""
         if self.arrays is not None:

@@ -57,6 +57,9 @@ class SSKDTerm(LossTerm):
     needs_labels = True
     uses = frozenset({"logits", "embedding"})
     multiview = "rotate4"
+    # the teacher's logits and pooled embedding of every view are all it reads (its frozen head runs on
+    # the embedding here), so a cache of the 4 rotated views per image replaces the live teacher
+    cacheable = True
 
     def __init__(
         self,

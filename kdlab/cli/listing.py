@@ -24,10 +24,11 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_methods(args: argparse.Namespace) -> int:  # noqa: ARG001
-    from kdlab.methods.base import term_registry
+    from kdlab.methods.base import all_terms
     from kdlab.methods.build import term_parameters
 
-    for name, cls in sorted(term_registry().items()):
+    for cls in all_terms():
+        name = cls.name
         params = ", ".join(f"{k}={v!r}" for k, v in term_parameters(cls).items()) or "-"
         needs = []
         if cls.needs_teacher:

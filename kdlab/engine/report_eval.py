@@ -164,7 +164,7 @@ def projection_heads(
     from kdlab.methods.base import term_registry
     from kdlab.methods.build import build_distiller
 
-    registry = term_registry()
+    registry = term_registry(cfg.task)
     if not method_state or not any(
         _overrides_eval_embedding(registry[t["name"]]) for t in cfg.distill.terms if t.get("name") in registry
     ):

@@ -9,13 +9,19 @@ teacher should receive no gradient (CRD's teacher projection does need it).
 """
 
 from kdlab.losses.at import ATLoss, at_loss, attention_map
+from kdlab.losses.cc import CCLoss, cc_loss
 from kdlab.losses.ckd import CKDLoss, CKDNegatives, ckd_loss
 from kdlab.losses.coss import CoSSLoss, coss_loss
 from kdlab.losses.crd import CRDLoss, crd_loss, crd_normalizers, crd_update_memory
+from kdlab.losses.dist import DISTLoss, dist_loss
 from kdlab.losses.dkd import DKDLoss, dkd_loss
 from kdlab.losses.embedding import CosineEmbeddingLoss, MSEEmbeddingLoss, cosine_embedding_loss, mse_embedding_loss
 from kdlab.losses.fitnet import FitNetLoss, fitnet_loss
 from kdlab.losses.kd import KDLoss, kd_loss
+from kdlab.losses.logit_standardization import LogitStandardization, logit_standardize
+from kdlab.losses.nkd import NKDLoss, nkd_loss
+from kdlab.losses.nst import NSTLoss, nst_loss
+from kdlab.losses.ofd import OFDLoss, ofd_loss, ofd_margin
 from kdlab.losses.pkt import PKTLoss, pkt_conditional_probabilities, pkt_loss
 from kdlab.losses.reviewkd import HCLLoss, hcl_loss
 from kdlab.losses.rkd import RKDLoss, normalized_distances, rkd_loss, triplet_angles
@@ -29,39 +35,54 @@ from kdlab.losses.sskd import (
     sskd_ss_accuracy,
     sskd_ss_ce_loss,
 )
+from kdlab.losses.vid import VIDLoss, vid_log_scale_init, vid_loss, vid_variance
 
 __all__ = [
     "ATLoss",
+    "CCLoss",
     "CKDLoss",
     "CKDNegatives",
     "CRDLoss",
     "CoSSLoss",
     "CosineEmbeddingLoss",
+    "DISTLoss",
     "DKDLoss",
     "FitNetLoss",
     "HCLLoss",
     "KDLoss",
+    "LogitStandardization",
     "MSEEmbeddingLoss",
+    "NKDLoss",
+    "NSTLoss",
+    "OFDLoss",
     "PKTLoss",
     "RKDLoss",
     "SEEDLoss",
     "SPLoss",
     "SSKDLoss",
+    "VIDLoss",
     "at_loss",
     "attention_map",
     "batch_similarity",
+    "cc_loss",
     "ckd_loss",
     "cosine_embedding_loss",
     "coss_loss",
     "crd_loss",
     "crd_normalizers",
     "crd_update_memory",
+    "dist_loss",
     "dkd_loss",
     "fitnet_loss",
     "hcl_loss",
     "kd_loss",
+    "logit_standardize",
     "mse_embedding_loss",
+    "nkd_loss",
     "normalized_distances",
+    "nst_loss",
+    "ofd_loss",
+    "ofd_margin",
     "pkt_conditional_probabilities",
     "pkt_loss",
     "rkd_loss",
@@ -74,4 +95,7 @@ __all__ = [
     "sskd_ss_accuracy",
     "sskd_ss_ce_loss",
     "triplet_angles",
+    "vid_log_scale_init",
+    "vid_loss",
+    "vid_variance",
 ]

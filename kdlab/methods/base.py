@@ -120,7 +120,9 @@ class Prerequisite:
     produces: Any  # pathlib.Path
 
 
-_TERMS: dict[str, type[LossTerm]] = {}
+#: (task, name) -> term class: a name may be used once per task (e.g. ``reviewkd`` for
+#: classification and for detection)
+_TERMS: dict[tuple[str, str], type[LossTerm]] = {}
 
 #: packages whose import registers loss terms
 TERM_PACKAGES = (
@@ -131,13 +133,16 @@ TERM_PACKAGES = (
 def register_term(cls: type[LossTerm]) -> type[LossTerm]:
     if not cls.name:
         raise ValueError(f"{cls.__name__} must set a name")
-    if cls.name in _TERMS and _TERMS[cls.name] is not cls:
-        raise ValueError(f"loss term {cls.name!r} registered twice ({_TERMS[cls.name].__name__}, {cls.__name__})")
-    _TERMS[cls.name] = cls
+    key = (cls.task, cls.name)
+    if key in _TERMS and _TERMS[key] is not cls:
+        raise ValueError(
+            f"{cls.task} loss term {cls.name!r} registered twice ({_TERMS[key].__name__}, {cls.__name__})"
+        )
+    _TERMS[key] = cls
     return cls
 
 
-def term_registry() -> dict[str, type[LossTerm]]:
+def _import_term_packages() -> None:
     import importlib
 
     for package in TERM_PACKAGES:
@@ -146,7 +151,24 @@ def term_registry() -> dict[str, type[LossTerm]]:
         except ModuleNotFoundError as err:
             if err.name != package:
                 raise
-    return dict(_TERMS)
+
+
+def term_registry(task: Optional[str] = None) -> dict[str, type[LossTerm]]:
+    """Name -> term class of one ``task``; without a task, every name (classification's where tasks share one)."""
+    _import_term_packages()
+    if task is not None:
+        return {name: cls for (term_task, name), cls in _TERMS.items() if term_task == task}
+    merged: dict[str, type[LossTerm]] = {}
+    for (term_task, name), cls in _TERMS.items():
+        if name not in merged or term_task == "classification":
+            merged[name] = cls
+    return merged
+
+
+def all_terms() -> list[type[LossTerm]]:
+    """Every registered term class of every task, by (name, task)."""
+    _import_term_packages()
+    return [_TERMS[key] for key in sorted(_TERMS, key=lambda key: (key[1], key[0]))]
 
 
 @dataclass

@@ -22,7 +22,7 @@ def term_parameters(cls: type[LossTerm]) -> dict[str, Any]:
 
 def required_views(cfg: Config) -> Optional[str]:
     """The multi-view data layout the configured terms need, if any."""
-    registry = term_registry()
+    registry = term_registry(cfg.task)
     wanted = {registry[t["name"]].multiview for t in cfg.distill.terms if t.get("name") in registry}
     wanted.discard(None)
     if len(wanted) > 1:
@@ -30,12 +30,15 @@ def required_views(cfg: Config) -> Optional[str]:
     return next(iter(wanted), None)
 
 
-def _spec(i: int, raw: Any) -> tuple[type[LossTerm], str, float, dict[str, Any]]:
+def _spec(i: int, raw: Any, task: Optional[str] = None) -> tuple[type[LossTerm], str, float, dict[str, Any]]:
+    """One configured term; its name is looked up among ``task``'s terms first (a name may exist per task)."""
     where = f"distill.terms[{i}]"
     if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError(f"{where} must be a mapping with a name, e.g. {{name: kd, weight: 0.9}}; got {raw!r}")
-    registry = term_registry()
     name = raw["name"]
+    registry = term_registry(task) if task is not None else {}
+    if name not in registry:  # another task's term: check_term_tasks then names the task
+        registry = term_registry()
     if name not in registry:
         close = difflib.get_close_matches(str(name), list(registry), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -70,7 +73,7 @@ def check_term_tasks(cfg: Config, specs: list[tuple[type[LossTerm], str, float, 
 
 def term_specs(cfg: Config) -> list[tuple[type[LossTerm], str, float, dict[str, Any]]]:
     """``distill.terms`` validated: (class, key, weight, params) per term, keys distinct, tasks right."""
-    specs = [_spec(i, raw) for i, raw in enumerate(cfg.distill.terms)]
+    specs = [_spec(i, raw, cfg.task) for i, raw in enumerate(cfg.distill.terms)]
     if not specs:
         raise ConfigError("distill.terms is empty: name at least one loss term, e.g. [{name: ce}]")
     keys = [key for _, key, _, _ in specs]
@@ -85,7 +88,7 @@ def prerequisites(cfg: Config) -> list[Any]:
     """Every run the configured terms need finished first (see LossTerm.prerequisites)."""
     needed = []
     for i, raw in enumerate(cfg.distill.terms):
-        cls, _, _, params = _spec(i, raw)
+        cls, _, _, params = _spec(i, raw, cfg.task)
         needed.extend(cls.prerequisites(cfg, params))
     return needed
 

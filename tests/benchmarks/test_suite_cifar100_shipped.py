@@ -85,9 +85,12 @@ def _reproducing_tables() -> dict[tuple[str, str], float]:
     text = (REPO / "docs" / "reproducing.md").read_text()
     columns = ["teacher", "student", "kd", "fitnet", "at", "sp", "rkd", "pkt", "crd", "dkd"]
     found = {}
+    in_main_tables = False  # the tables whose columns are the ones above (other sections have other columns)
     for line in text.splitlines():
+        if line.startswith("| pair"):
+            in_main_tables = line.replace(" ", "").lower().startswith("|pair(`<teacher>_<student>.yaml`)|teacher|student|kd|fitnet|")
         match = re.match(r"^\| `(\w+)` \| ([\d. |]+)\|", line)
-        if match and match.group(1) in PAIRS:
+        if in_main_tables and match and match.group(1) in PAIRS:
             values = [float(v) for v in match.group(2).split("|") if v.strip()]
             found.update({(match.group(1), m): v for m, v in zip(columns, values)})
     return found

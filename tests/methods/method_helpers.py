@@ -31,6 +31,13 @@ TERM_CONFIGS: dict[str, list[dict[str, Any]]] = {
     "pkt": [{"name": "pkt"}],
     "fitnet": [{"name": "fitnet"}],
     "crd": [{"name": "crd", "nce_k": 16, "feat_dim": 8}],
+    "reviewkd": [{"name": "reviewkd", "warmup": 0}],
+    "ofd": [{"name": "ofd"}],
+    "vid": [{"name": "vid"}],
+    "cc": [{"name": "cc", "feat_dim": 8}],
+    "nst": [{"name": "nst"}],
+    "dist": [{"name": "dist", "temperature": 4}],
+    "nkd": [{"name": "nkd", "temperature": 1, "gamma": 1.5}],
 }
 
 

@@ -17,8 +17,16 @@ from kdlab.methods.build import build_distiller
 from kdlab.models import create_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-CIFAR_METHODS = ("kd", "fitnet", "at", "sp", "rkd", "pkt", "crd", "dkd", "ckd")
-IMAGENET_METHODS = ("kd", "dkd", "ckd")
+CIFAR_METHODS = (
+    "kd", "fitnet", "at", "sp", "rkd", "pkt", "crd", "dkd", "ckd", "dist", "kd_ls", "dkd_ls",
+    "vid", "cc", "nst",
+    "reviewkd", "ofd",
+)
+IMAGENET_METHODS = ("kd", "dkd", "ckd", "dist", "nkd", "reviewkd", "ofd")
+#: recipe folders whose term has another name (the logit-standardised variants of kd / dkd)
+TERM_OF_METHOD = {"kd_ls": "kd", "dkd_ls": "dkd"}
+#: ImageNet methods with a recipe for resnet34 -> resnet18 only
+IMAGENET_R18_ONLY = {"dist", "nkd", "reviewkd", "ofd"}
 CIFAR_PAIRS = {
     ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
     ("resnet110", "resnet32"), ("vgg13", "vgg8"), ("vgg13", "MobileNetV2"), ("ResNet50", "MobileNetV2"),
@@ -44,7 +52,10 @@ def test_every_method_has_a_recipe_for_every_pair():
     assert teachers == {"resnet56", "resnet110", "resnet32x4", "wrn_40_2", "vgg13", "ResNet50"}
     for method in IMAGENET_METHODS:
         found = {tuple(_pair(load_config(p))) for p in (CONFIGS / "imagenet" / method).glob("*.yaml")}
-        assert found == {("tv:resnet34", "tv:resnet18"), ("tv:resnet50", "MobileNetV1")}, method
+        expected = {("tv:resnet34", "tv:resnet18"), ("tv:resnet50", "MobileNetV1")}
+        if method in IMAGENET_R18_ONLY:
+            expected = {("tv:resnet34", "tv:resnet18")}
+        assert found == expected, method
 
 
 def _pair(cfg: Config) -> tuple[str, str]:
@@ -80,14 +91,33 @@ def test_cifar_recipes_follow_their_protocol(path: Path):
     assert path.stem == f"{teacher}_{student}"
     assert cfg.teacher.checkpoint == f"weights/cifar_teachers/{teacher}_vanilla/ckpt_epoch_240.pth"
     terms = _terms(cfg)
-    assert set(terms) == {"ce", method}
-    expected = {"kd": 0.9, "fitnet": 100, "at": 1000, "sp": 3000, "rkd": 1, "pkt": 30000, "crd": 0.8, "dkd": 1}
+    term = TERM_OF_METHOD.get(method, method)
+    assert set(terms) == {"ce", term}
+    expected = {"kd": 0.9, "fitnet": 100, "at": 1000, "sp": 3000, "rkd": 1, "pkt": 30000, "crd": 0.8, "dkd": 1,
+                "dist": 2, "kd_ls": 9, "dkd_ls": 1, "vid": 1, "cc": 0.02, "nst": 50, "ofd": 0.001}
+    if method == "reviewkd":  # the official script's weights; 1.0 (mdistiller's default) where it has none
+        expected["reviewkd"] = {"resnet56_resnet20": 0.6, "resnet110_resnet32": 1.0, "resnet32x4_ShuffleV2": 8.0,
+                                "vgg13_vgg8": 1.0, "vgg13_MobileNetV2": 1.0, "ResNet50_MobileNetV2": 1.0,
+                                }.get(path.stem, 5.0)
+        assert terms["reviewkd"]["warmup"] == 20
+        assert not terms["reviewkd"]["student_preact"] and terms["reviewkd"]["teacher_preact"]
+    if method in ("reviewkd", "ofd"):  # VGG's first block is not distilled (the official feature lists)
+        assert terms[method]["stages"] == ([1, 2, 3, 4] if path.stem == "vgg13_vgg8" else "all")
+    assert terms[term].get("logit_standardization", False) == method.endswith("_ls")
+    if method == "dist":
+        assert terms["dist"]["temperature"] == 4 and terms["dist"]["beta"] == terms["dist"]["gamma"] == 1
+    if method in ("kd_ls", "dkd_ls"):
+        assert terms[term]["temperature"] == 2
+    if method == "dkd_ls":  # the pair's DKD alpha and beta times 9, DKD's warm-up
+        dkd = _terms(load_config(CONFIGS / "cifar100" / "dkd" / path.name))["dkd"]
+        assert terms["dkd"]["alpha"] == 9 * dkd["alpha"] and terms["dkd"]["beta"] == 9 * dkd["beta"]
+        assert terms["dkd"]["warmup"] == dkd["warmup"]
     if method == "ckd":
         expected["ckd"] = {"resnet56_resnet20": 10, "resnet110_resnet32": 10, "wrn_40_2_wrn_40_1": 50,
                            "vgg13_MobileNetV2": 50}.get(path.stem, 100)
         assert terms["ckd"].get("temperature") == (2 if expected["ckd"] == 50 else 1)
-    assert terms[method]["weight"] == expected[method]
-    assert terms["ce"]["weight"] == (0.1 if method == "kd" else 1.0)
+    assert terms[term]["weight"] == expected[method]
+    assert terms["ce"]["weight"] == (0.1 if method in ("kd", "kd_ls") else 1.0)
 
 
 @pytest.mark.parametrize("path", IMAGENET_RECIPES, ids=_id)
@@ -102,6 +132,18 @@ def test_imagenet_recipes_follow_their_protocol(path: Path):
         assert _terms(cfg)["ckd"]["weight"] == 10
     else:
         assert cfg.trainer.epochs == 100 and cfg.schedule.milestones == [30, 60, 90]
+    if method == "dist":  # official: CE 1 + DIST 2, beta = gamma = 1, T = 1
+        assert _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}, "dist": {
+            "name": "dist", "weight": 2.0, "beta": 1.0, "gamma": 1.0, "temperature": 1}}
+    if method == "nkd":  # official: CE 1 + NKD, T = 1, gamma = 1.5
+        assert _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}, "nkd": {
+            "name": "nkd", "weight": 1.0, "temperature": 1, "gamma": 1.5}}
+    if method == "reviewkd":  # official: CE 1 + ReviewKD 1, pre-ReLU student features, no warm-up
+        assert _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}, "reviewkd": {
+            "name": "reviewkd", "weight": 1.0, "student_preact": True, "teacher_preact": True, "warmup": 0}}
+    if method == "ofd":  # official: CE 1 + OFD 1e-4
+        assert _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}, "ofd": {
+            "name": "ofd", "weight": 0.0001, "stages": "all"}}
     assert cfg.teacher.checkpoint.startswith("weights/torchvision/") and cfg.teacher.checkpoint.endswith(".pth")
 
 

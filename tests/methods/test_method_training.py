@@ -15,7 +15,8 @@ from kdlab.engine.trainer import Trainer
 from method_helpers import TERM_CONFIGS, build, make_batch
 
 #: recipe-like weights, so each term moves the student at a common learning rate
-WEIGHTS = {"kd": 1, "dkd": 1, "ckd": 1, "at": 1000, "sp": 3000, "rkd": 1, "pkt": 30000, "fitnet": 10, "crd": 0.8}
+WEIGHTS = {"kd": 1, "dkd": 1, "ckd": 1, "at": 1000, "sp": 3000, "rkd": 1, "pkt": 30000, "fitnet": 10, "crd": 0.8,
+           "dist": 2, "nkd": 1, "vid": 1000, "cc": 0.02, "nst": 50, "reviewkd": 1, "ofd": 1e-2}
 
 
 @pytest.mark.parametrize("name", sorted(TERM_CONFIGS))

@@ -28,9 +28,11 @@ convolutions have no bias and are initialised with ``kaiming_uniform_(a=1)``;
 the attention convolution has a bias and keeps PyTorch's default init; the
 residual is resized with nearest-neighbour interpolation to the current
 level's size. The official classification code can also resize :math:`r_i` to
-a different teacher size before the 3x3 convolution; here :math:`y_i` always
-has the student's spatial size, and a caller whose teacher maps differ in size
-must resize one side itself (the detection FPN levels already match).
+a different teacher size before the 3x3 convolution (its ``out_shape``): pass
+``out_size`` (:class:`AttentionFusion`) or ``out_sizes`` (:class:`ReviewFusion`)
+for that, and the resized :math:`r_i` is also the residual handed on, as there.
+Without them :math:`y_i` has the student's spatial size (the detection FPN
+levels already match the teacher's).
 """
 
 from __future__ import annotations
@@ -84,12 +86,17 @@ class AttentionFusion(nn.Module):
     def fuse(self) -> bool:
         return self.attention is not None
 
-    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, residual: Optional[Tensor] = None, out_size: Optional[tuple[int, int]] = None
+    ) -> tuple[Tensor, Tensor]:
         """``x`` (B, in, H, W) and, when fusing, ``residual`` (B, mid, H', W') from the deeper level.
 
+        ``out_size``: resize the fused map (nearest) to this (H_o, W_o) before the output
+        convolution, as the official classification code's ``out_shape``.
+
         Returns:
-            ``(out, fused)``: ``out`` (B, out, H, W) for the loss and ``fused``
-            (B, mid, H, W), the residual for the next shallower level.
+            ``(out, fused)``: ``out`` (B, out, H, W) (or (H_o, W_o)) for the loss and ``fused``
+            (B, mid, H, W) (or (H_o, W_o)), the residual for the next shallower level.
         """
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -110,6 +117,8 @@ class AttentionFusion(nn.Module):
             fused = fused * weights[:, 0:1] + residual * weights[:, 1:2]
         elif residual is not None:
             raise ValueError("AttentionFusion: the deepest block (fuse=False) takes no residual")
+        if out_size is not None and tuple(fused.shape[-2:]) != tuple(out_size):
+            fused = F.interpolate(fused, size=tuple(out_size), mode="nearest")
         return self.output(fused), fused
 
     def extra_repr(self) -> str:
@@ -147,9 +156,18 @@ class ReviewFusion(nn.Module):
             AttentionFusion(s, mid_channels, t, fuse=i < last) for i, (s, t) in enumerate(zip(student, teacher))
         )
 
-    def forward(self, student_features: Sequence[Tensor]) -> list[Tensor]:
-        """Fuse deepest first; returns the outputs shallow -> deep, (B, C^t_i, H_i, W_i) each."""
+    def forward(
+        self, student_features: Sequence[Tensor], out_sizes: Optional[Sequence[tuple[int, int]]] = None
+    ) -> list[Tensor]:
+        """Fuse deepest first; returns the outputs shallow -> deep, (B, C^t_i, H_i, W_i) each.
+
+        ``out_sizes``: per level (shallow -> deep), the (H, W) of its output (the teacher's map
+        size), as the official classification code's ``out_shapes``; default the student's sizes.
+        """
         features = list(student_features)
+        sizes = [None] * len(features) if out_sizes is None else [tuple(size) for size in out_sizes]
+        if len(sizes) != len(features):
+            raise ValueError(f"ReviewFusion: got {len(sizes)} out_sizes for {len(features)} student maps")
         if len(features) != len(self.fusions):
             raise ValueError(
                 f"ReviewFusion: expected {len(self.fusions)} student maps (shallow to deep), got {len(features)}"
@@ -163,7 +181,7 @@ class ReviewFusion(nn.Module):
         outputs: list[Optional[Tensor]] = [None] * len(features)
         residual: Optional[Tensor] = None
         for i in range(len(features) - 1, -1, -1):
-            outputs[i], residual = self.fusions[i](features[i], residual)
+            outputs[i], residual = self.fusions[i](features[i], residual, sizes[i])
         return [out for out in outputs if out is not None]
 
     def extra_repr(self) -> str:

@@ -1,9 +1,32 @@
 """Built-in loss terms; importing this package registers them.
 
-One file per method: ``ce`` (labels), the logit terms ``kd``, ``dkd``, ``ckd``,
-and the feature terms ``fitnet``, ``at``, ``sp``, ``rkd``, ``pkt``, ``crd``.
+One file per method: ``ce`` (labels); the logit terms ``kd``, ``dkd``, ``ckd``,
+``dist``, ``nkd``; the feature terms ``fitnet``, ``at``, ``sp``, ``rkd``,
+``pkt``, ``crd``, ``vid``, ``cc``, ``nst``, and ``reviewkd`` and ``ofd``
+(multi-stage feature terms with their own fusion / connectors).
 Shared helpers: :mod:`._features` (which feature a term reads),
 :mod:`._adapters` (regressors), :mod:`._params` (parameter checks).
 """
 
-from kdlab.methods.terms import at, ce, ckd, crd, dkd, fitnet, kd, pkt, rkd, sp  # noqa: F401
+from kdlab.methods.terms import (
+    at,
+    cc,
+    ce,
+    ckd,
+    crd,
+    dist,
+    dkd,
+    fitnet,
+    kd,
+    nkd,
+    nst,
+    ofd,
+    pkt,
+    reviewkd,
+    rkd,
+    sp,
+    vid,
+)
+
+#: the modules whose import registers the built-in terms (named here so that linters see them used)
+TERM_MODULES = (at, cc, ce, ckd, crd, dist, dkd, fitnet, kd, nkd, nst, ofd, pkt, reviewkd, rkd, sp, vid)

@@ -42,3 +42,10 @@ def choice(param: str, value: Any, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{param}={value!r} must be one of {', '.join(allowed)}")
     return str(value)
+
+
+def boolean(param: str, value: Any) -> bool:
+    """``value`` if it is ``true`` / ``false`` (not 0 / 1 or a string)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{param}={value!r} must be true or false")
+    return value

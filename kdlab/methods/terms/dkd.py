@@ -1,4 +1,4 @@
-"""Decoupled KD (DKD) as a term, with the official linear warm-up of its weight."""
+"""Decoupled KD (DKD) as a term, with the official linear warm-up of its weight (optionally DKD+LS)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from kdlab.losses import dkd_loss
+from kdlab.losses import dkd_loss, logit_standardize
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
-from kdlab.methods.terms._params import non_negative, positive
+from kdlab.methods.terms._params import boolean, non_negative, positive
 
 
 @register_term
@@ -20,6 +20,10 @@ class DKDTerm(LossTerm):
     and the full weight from epoch ``warmup`` on. ``warmup: 0`` disables it (the
     official ImageNet recipes use ``WARMUP: 1``, which is the full weight from the
     first step as well).
+
+    ``logit_standardization: true`` Z-scores both logits over the classes first (Sun et
+    al., CVPR 2024, see :func:`kdlab.losses.logit_standardize`); the official DKD+LS
+    recipe multiplies alpha and beta by 9 and uses T = 2.
     """
 
     name = "dkd"
@@ -34,12 +38,14 @@ class DKDTerm(LossTerm):
         beta: float = 8.0,
         temperature: float = 4.0,
         warmup: float = 20.0,
+        logit_standardization: bool = False,
     ) -> None:
         super().__init__(ctx)
         self.alpha = non_negative("alpha", alpha)
         self.beta = non_negative("beta", beta)
         self.temperature = positive("temperature", temperature)
         self.warmup = non_negative("warmup", warmup)
+        self.logit_standardization = boolean("logit_standardization", logit_standardization)
 
     def weight_scale(self, progress: float) -> float:
         if self.warmup <= 0:
@@ -48,9 +54,12 @@ class DKDTerm(LossTerm):
         return min(epoch / self.warmup, 1.0)
 
     def forward(self, step: StepContext) -> torch.Tensor:
+        student, teacher = step.student.logits, step.teacher.logits
+        if self.logit_standardization:
+            student, teacher = logit_standardize(student), logit_standardize(teacher)
         return dkd_loss(
-            step.student.logits,
-            step.teacher.logits,
+            student,
+            teacher,
             step.targets,
             alpha=self.alpha,
             beta=self.beta,

@@ -20,13 +20,13 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CIFAR_METHODS = (
     "kd", "fitnet", "at", "sp", "rkd", "pkt", "crd", "dkd", "ckd", "dist", "kd_ls", "dkd_ls",
     "vid", "cc", "nst",
-    "reviewkd", "ofd",
+    "reviewkd", "ofd", "kd_ctkd",
 )
-IMAGENET_METHODS = ("kd", "dkd", "ckd", "dist", "nkd", "reviewkd", "ofd")
-#: recipe folders whose term has another name (the logit-standardised variants of kd / dkd)
-TERM_OF_METHOD = {"kd_ls": "kd", "dkd_ls": "dkd"}
+IMAGENET_METHODS = ("kd", "dkd", "ckd", "dist", "nkd", "reviewkd", "ofd", "kd_ctkd")
+#: recipe folders whose term has another name (the logit-standardised / CTKD variants of kd / dkd)
+TERM_OF_METHOD = {"kd_ls": "kd", "dkd_ls": "dkd", "kd_ctkd": "kd"}
 #: ImageNet methods with a recipe for resnet34 -> resnet18 only
-IMAGENET_R18_ONLY = {"dist", "nkd", "reviewkd", "ofd"}
+IMAGENET_R18_ONLY = {"dist", "nkd", "reviewkd", "ofd", "kd_ctkd"}
 CIFAR_PAIRS = {
     ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"),
     ("resnet110", "resnet32"), ("vgg13", "vgg8"), ("vgg13", "MobileNetV2"), ("ResNet50", "MobileNetV2"),
@@ -94,7 +94,8 @@ def test_cifar_recipes_follow_their_protocol(path: Path):
     term = TERM_OF_METHOD.get(method, method)
     assert set(terms) == {"ce", term}
     expected = {"kd": 0.9, "fitnet": 100, "at": 1000, "sp": 3000, "rkd": 1, "pkt": 30000, "crd": 0.8, "dkd": 1,
-                "dist": 2, "kd_ls": 9, "dkd_ls": 1, "vid": 1, "cc": 0.02, "nst": 50, "ofd": 0.001}
+                "dist": 2, "kd_ls": 9, "dkd_ls": 1, "vid": 1, "cc": 0.02, "nst": 50, "ofd": 0.001,
+                "kd_ctkd": 0.9}
     if method == "reviewkd":  # the official script's weights; 1.0 (mdistiller's default) where it has none
         expected["reviewkd"] = {"resnet56_resnet20": 0.6, "resnet110_resnet32": 1.0, "resnet32x4_ShuffleV2": 8.0,
                                 "vgg13_vgg8": 1.0, "vgg13_MobileNetV2": 1.0, "ResNet50_MobileNetV2": 1.0,
@@ -108,6 +109,8 @@ def test_cifar_recipes_follow_their_protocol(path: Path):
         assert terms["dist"]["temperature"] == 4 and terms["dist"]["beta"] == terms["dist"]["gamma"] == 1
     if method in ("kd_ls", "dkd_ls"):
         assert terms[term]["temperature"] == 2
+    if method == "kd_ctkd":  # the official CIFAR-100 script: -r 0.1 -a 0.9, decay_loops 10 (the default)
+        assert terms["kd"]["temperature"] == "learnable" and "ctkd_epochs" not in terms["kd"]
     if method == "dkd_ls":  # the pair's DKD alpha and beta times 9, DKD's warm-up
         dkd = _terms(load_config(CONFIGS / "cifar100" / "dkd" / path.name))["dkd"]
         assert terms["dkd"]["alpha"] == 9 * dkd["alpha"] and terms["dkd"]["beta"] == 9 * dkd["beta"]
@@ -117,7 +120,7 @@ def test_cifar_recipes_follow_their_protocol(path: Path):
                            "vgg13_MobileNetV2": 50}.get(path.stem, 100)
         assert terms["ckd"].get("temperature") == (2 if expected["ckd"] == 50 else 1)
     assert terms[term]["weight"] == expected[method]
-    assert terms["ce"]["weight"] == (0.1 if method in ("kd", "kd_ls") else 1.0)
+    assert terms["ce"]["weight"] == (0.1 if method in ("kd", "kd_ls", "kd_ctkd") else 1.0)
 
 
 @pytest.mark.parametrize("path", IMAGENET_RECIPES, ids=_id)
@@ -141,6 +144,9 @@ def test_imagenet_recipes_follow_their_protocol(path: Path):
     if method == "reviewkd":  # official: CE 1 + ReviewKD 1, pre-ReLU student features, no warm-up
         assert _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}, "reviewkd": {
             "name": "reviewkd", "weight": 1.0, "student_preact": True, "teacher_preact": True, "warmup": 0}}
+    if method == "kd_ctkd":  # official: CE 1 + KD 1, learned temperature, decay_loops 5
+        assert _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}, "kd": {
+            "name": "kd", "weight": 1.0, "temperature": "learnable", "ctkd_epochs": 5}}
     if method == "ofd":  # official: CE 1 + OFD 1e-4
         assert _terms(cfg) == {"ce": {"name": "ce", "weight": 1.0}, "ofd": {
             "name": "ofd", "weight": 0.0001, "stages": "all"}}

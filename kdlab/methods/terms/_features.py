@@ -154,3 +154,14 @@ def resolve_for_both(
         resolve_feature(spec, require_probe(student, "student", term), param, "student"),
         resolve_feature(spec, require_probe(teacher, "teacher", term), param, "teacher"),
     )
+
+
+def reduce_stage_parts(
+    parts: dict[str, torch.Tensor], reduction: str
+) -> Union[torch.Tensor, dict[str, torch.Tensor]]:
+    """A per-stage-pair term's output: the parts summed or averaged, each part logged when there are several."""
+    values = torch.stack(list(parts.values()))
+    loss = values.sum() if reduction == "sum" else values.mean()
+    if len(parts) == 1:
+        return loss
+    return {"loss": loss, **parts}

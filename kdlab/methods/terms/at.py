@@ -6,7 +6,7 @@ import torch
 
 from kdlab.losses import at_loss
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
-from kdlab.methods.terms._features import require_probe, stage_pairs
+from kdlab.methods.terms._features import reduce_stage_parts, require_probe, stage_pairs
 from kdlab.methods.terms._params import choice, positive
 
 _REDUCTIONS = ("mean", "sum")
@@ -41,11 +41,7 @@ class ATTerm(LossTerm):
         parts = {
             f"s{s}_t{t}": at_loss(step.student.stages[s], step.teacher.stages[t], p=self.p) for s, t in self.pairs
         }
-        values = torch.stack(list(parts.values()))
-        loss = values.sum() if self.reduction == "sum" else values.mean()
-        if len(parts) == 1:
-            return loss
-        return {"loss": loss, **parts}
+        return reduce_stage_parts(parts, self.reduction)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, pairs={self.pairs}, reduction={self.reduction}"

@@ -6,7 +6,7 @@ import torch
 
 from kdlab.losses import nst_loss
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
-from kdlab.methods.terms._features import require_probe, stage_pairs
+from kdlab.methods.terms._features import reduce_stage_parts, require_probe, stage_pairs
 from kdlab.methods.terms._params import choice
 
 _REDUCTIONS = ("sum", "mean")
@@ -37,11 +37,7 @@ class NSTTerm(LossTerm):
 
     def forward(self, step: StepContext) -> torch.Tensor | dict[str, torch.Tensor]:
         parts = {f"s{s}_t{t}": nst_loss(step.student.stages[s], step.teacher.stages[t]) for s, t in self.pairs}
-        values = torch.stack(list(parts.values()))
-        loss = values.sum() if self.reduction == "sum" else values.mean()
-        if len(parts) == 1:
-            return loss
-        return {"loss": loss, **parts}
+        return reduce_stage_parts(parts, self.reduction)
 
     def extra_repr(self) -> str:
         return f"pairs={self.pairs}, reduction={self.reduction}"

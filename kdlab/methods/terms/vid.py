@@ -10,7 +10,7 @@ from torch import nn
 
 from kdlab.losses import vid_log_scale_init, vid_loss
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
-from kdlab.methods.terms._features import require_probe, stage_pairs
+from kdlab.methods.terms._features import reduce_stage_parts, require_probe, stage_pairs
 from kdlab.methods.terms._params import choice, positive, positive_int
 
 _REDUCTIONS = ("sum", "mean")
@@ -102,11 +102,7 @@ class VIDTerm(LossTerm):
             size = _common_size(student, teacher)
             mean = regressor(_pool_to(student, size))
             parts[f"s{s}_t{t}"] = vid_loss(mean, _pool_to(teacher, size), log_scale, eps=self.eps)
-        values = torch.stack(list(parts.values()))
-        loss = values.sum() if self.reduction == "sum" else values.mean()
-        if len(parts) == 1:
-            return loss
-        return {"loss": loss, **parts}
+        return reduce_stage_parts(parts, self.reduction)
 
     def extra_repr(self) -> str:
         return f"pairs={self.pairs}, init_pred_var={self.init_pred_var}, eps={self.eps}, reduction={self.reduction}"

@@ -220,6 +220,7 @@ class SuiteResult:
     load_average: Optional[float]
     exit_code: int = 0
     files: list[Path] = field(default_factory=list)
+    report_only: bool = False  # written by --report-only from an earlier invocation's finished runs
 
 
 def _load_average() -> Optional[float]:
@@ -339,6 +340,8 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
 
     plan = plan_suite(options)
     prepare_out_dir(plan)
+    if options.report_only:
+        return _report_only(plan, echo)
     started_at = datetime.now(timezone.utc)
     _write_marker(plan, {"started": started_at.isoformat(timespec="seconds")})
     stale = link_teachers(plan) if plan.is_paired else set()
@@ -379,6 +382,25 @@ def run_suite(options: SuiteOptions, echo: Echo = print) -> SuiteResult:
          "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1), "load_average": result.load_average,
          "timings": progress.timings, "failures": progress.failures, "exit_code": exit_code},
     )
+    return result
+
+
+def _report_only(plan: SuitePlan, echo: Echo) -> SuiteResult:
+    """``--report-only``: every task replaced by its read-only form, run inline; then the usual outputs."""
+    from kdlab.benchmarks.suite_report import summarize_suite, write_outputs
+    from kdlab.benchmarks.suite_report_only import report_only_tasks
+
+    started_at = datetime.now(timezone.utc)
+    clock, cpu_clock = time.monotonic(), time.process_time()
+    tasks = report_only_tasks(build_tasks(plan))
+    echo(f"kdlab bench suite {plan.manifest.name} --report-only: {len(tasks)} task(s) read from {plan.out_dir}")
+    progress = _Progress(plan, len(tasks), echo)
+    run_tasks(tasks, 1, progress, stop_on_failure=False)
+    rows = summarize_suite(plan, progress.outcomes, progress.teacher, progress.pretrained, progress.teacher_evals)
+    result = SuiteResult(plan, rows, progress.outcomes, progress.failures, progress.timings, started_at,
+                         time.monotonic() - clock, time.process_time() - cpu_clock, _load_average(),
+                         EXIT_FAILURES if progress.failures else 0, report_only=True)
+    result.files = write_outputs(result)
     return result
 
 

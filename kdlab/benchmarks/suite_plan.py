@@ -57,6 +57,7 @@ class SuiteOptions:
     verbose: bool = False  # the trainer's per-epoch lines
     command: str = "kdlab bench suite"
     pairs: Optional[tuple[str, ...]] = None  # suites with pairs: run only these
+    report_only: bool = False  # train nothing: the report of the runs already finished in out_dir
 
 
 # ---------------------------------------------------------------------------------------------- problems

@@ -310,6 +310,10 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
                      + ", ".join(f"{label}: {format_seconds(seconds)}" for label, seconds in evals.items()))
     lines.append(f"- all the suite's work, one task after another: {format_seconds(_total_work(result))} "
                  f"(divided among {result.plan.jobs} job(s) side by side)")
+    if result.report_only:
+        lines.append("- this report: written by `--report-only` from the runs an earlier invocation finished "
+                     "(their times above are the ones measured when they trained)")
+        return lines
     lines.append(
         f"- this invocation: {format_seconds(result.seconds)} wall"
         + (f"; 1-minute load average {result.load_average:g} at the end (wall time grows when other work "

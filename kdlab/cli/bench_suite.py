@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="check configs and paths, print the runs and what is missing, train nothing; exit 0 when "
                         "ready, 2 when a config does not validate, 4 when files are missing")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report of the runs already finished in --out (unfinished ones "
+                        "are listed; exit 1 when any is not finished)")
     p.add_argument("--doc", type=Path, metavar="PATH.md",
                    help="also write the report there (with --dry-run: the protocol and command only)")
     p.add_argument("--results-json", type=Path, metavar="PATH.json", help="also write the result rows there")
@@ -78,9 +81,15 @@ def run(args: argparse.Namespace) -> int:
         keep_going=not args.fail_fast,
         doc=args.doc,
         results_json=args.results_json,
+        report_only=args.report_only,
         verbose=args.verbose,
         command=_command_line(),
     )
+    if args.report_only and (args.fresh or args.dry_run):
+        other = "--fresh" if args.fresh else "--dry-run"
+        print(f"kdlab bench suite: error: --report-only reads the finished runs; it cannot be combined with {other}",
+              file=sys.stderr)
+        return 2
     if args.dry_run:
         plan = dry_run(options, echo=lambda line: print(line, flush=True))
         return plan.problems.exit_code
@@ -91,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         for note in footnotes(result.rows):
             print(f"  {note}")
     print(f"wrote {', '.join(str(p) for p in result.files)}")
-    if result.failures:
+    if result.failures and result.report_only:
+        print(f"{len(result.failures)} task(s) not finished: listed in the report", file=sys.stderr)
+    elif result.failures:
         print(f"{len(result.failures)} run(s) failed; see {result.plan.out_dir / 'suite.json'}", file=sys.stderr)
     return result.exit_code

@@ -199,3 +199,24 @@ def test_a_run_recorded_before_a_new_config_key_existed_is_still_reused(finished
     config_file.write_text(yaml.safe_dump(recorded))
     again = run_suite(_options(root / "suite", root, methods=("student",)), echo=lambda line: None)
     assert [o.reused for o in again.outcomes] == [True, True]
+
+
+def test_report_only_reports_the_finished_runs_and_lists_the_rest_without_training(tiny_suite, tmp_path, capsys):
+    first = run_suite(_options(tiny_suite, tmp_path, mini=True), echo=lambda line: None)
+    assert first.exit_code == 0
+    lines: list[str] = []
+    report = run_suite(_options(tiny_suite, tmp_path, mini=True, seeds=2, report_only=True,
+                                doc=tmp_path / "doc.md"), echo=lines.append)
+    assert report.report_only and report.exit_code == 1
+    assert [(r["method"], r["seeds"], r["top1_mean"]) for r in report.rows] == [
+        (r["method"], r["seeds"], r["top1_mean"]) for r in first.rows]
+    assert all(outcome.reused for outcome in report.outcomes)
+    missing = {f["task"]: f["error"] for f in report.failures}
+    assert set(missing) == {"run:student:1", "run:kd:1"}  # shared work (the seed's cache) is not checked
+    assert all(reason.startswith("NotFinished: not run yet") for reason in missing.values())
+    assert not (report.plan.out_dir / "runs" / "student" / "seed1").exists()  # nothing trained
+    document = (tmp_path / "doc.md").read_text()
+    assert "written by `--report-only`" in document and "student seed 1" in document
+    # the CLI refuses --report-only with options that would change or skip the runs
+    code = main(["bench", "suite", str(tiny_suite), "--report-only", "--fresh", "--out", str(tmp_path / "out")])
+    assert code == 2 and "cannot be combined with --fresh" in capsys.readouterr().err

@@ -165,3 +165,17 @@ def reduce_stage_parts(
     if len(parts) == 1:
         return loss
     return {"loss": loss, **parts}
+
+
+def embedding_inputs(term: Any, feature: Any, ctx: Any) -> tuple[int, int]:
+    """Resolve ``feature`` for both networks onto ``term`` (its features, ``uses``, ``cacheable``).
+
+    For the terms that project one flattened feature of each network (CRD, CC). Returns the
+    flat widths (student, teacher) their projections take.
+    """
+    term.student_feature, term.teacher_feature = resolve_for_both(
+        feature, ctx.student_probe, ctx.teacher_probe, "feature", term.name
+    )
+    term.uses = frozenset({term.student_feature.uses})
+    term.cacheable = feature == EMBEDDING
+    return flat_dim(ctx.student_probe, term.student_feature), flat_dim(ctx.teacher_probe, term.teacher_feature)

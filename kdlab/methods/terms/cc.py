@@ -7,7 +7,7 @@ from torch import nn
 
 from kdlab.losses import cc_loss
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
-from kdlab.methods.terms._features import EMBEDDING, flat_dim, resolve_for_both
+from kdlab.methods.terms._features import EMBEDDING, embedding_inputs
 from kdlab.methods.terms._params import positive_int
 
 
@@ -42,13 +42,7 @@ class CCTerm(LossTerm):
     def __init__(self, ctx: BuildContext, feat_dim: int = 128, feature: object = EMBEDDING) -> None:
         super().__init__(ctx)
         self.feat_dim = positive_int("feat_dim", feat_dim)
-        self.student_feature, self.teacher_feature = resolve_for_both(
-            feature, ctx.student_probe, ctx.teacher_probe, "feature", self.name
-        )
-        self.uses = frozenset({self.student_feature.uses})
-        self.cacheable = feature == EMBEDDING
-        student_dim = flat_dim(ctx.student_probe, self.student_feature)  # type: ignore[arg-type]  # checked above
-        teacher_dim = flat_dim(ctx.teacher_probe, self.teacher_feature)  # type: ignore[arg-type]
+        student_dim, teacher_dim = embedding_inputs(self, feature, ctx)
         self.embed_student = LinearEmbed(student_dim, self.feat_dim)
         self.embed_teacher = LinearEmbed(teacher_dim, self.feat_dim)
 

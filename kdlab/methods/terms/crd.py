@@ -21,7 +21,7 @@ from torch import nn
 from kdlab.collectives import all_gather_rows
 from kdlab.losses import crd_loss, crd_normalizers, crd_update_memory
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
-from kdlab.methods.terms._features import EMBEDDING, flat_dim, resolve_for_both
+from kdlab.methods.terms._features import EMBEDDING, embedding_inputs
 from kdlab.methods.terms._params import choice, fraction, positive, positive_int
 
 _NEGATIVES = ("uniform", "other_class")
@@ -125,13 +125,7 @@ class CRDTerm(LossTerm):
         self.num_data = int(ctx.train_size)
         self.seed = int(ctx.seed)
         self.steps_per_epoch = max(int(ctx.steps_per_epoch), 1)
-        self.student_feature, self.teacher_feature = resolve_for_both(
-            feature, ctx.student_probe, ctx.teacher_probe, "feature", self.name
-        )
-        self.uses = frozenset({self.student_feature.uses})
-        self.cacheable = feature == EMBEDDING
-        student_dim = flat_dim(ctx.student_probe, self.student_feature)  # type: ignore[arg-type]  # checked above
-        teacher_dim = flat_dim(ctx.teacher_probe, self.teacher_feature)  # type: ignore[arg-type]
+        student_dim, teacher_dim = embedding_inputs(self, feature, ctx)
         self.embed_student = Embed(student_dim, self.feat_dim)
         self.embed_teacher = Embed(teacher_dim, self.feat_dim)
 

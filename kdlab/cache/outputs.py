@@ -10,11 +10,12 @@ default, fp32 on request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
+from kdlab.config.teacher_source import TEACHER_MEAN
 from kdlab.models.features import Features
 
 from .errors import TeacherCacheError
@@ -46,6 +47,34 @@ def required_outputs(terms: Mapping[str, Any]) -> dict[str, list[str]]:
         for field in fields:
             needed.setdefault(field, []).append(key)
     return needed
+
+
+def outputs_per_teacher(
+    terms: Mapping[str, Any], sources: Mapping[str, str], mean_keys: Sequence[str]
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, list[str]]]:
+    """With several teachers: ``(cached, live)``.
+
+    ``cached``: for each teacher that only cacheable terms read, ``{output: [term keys]}`` (a
+    ``teacher: mean`` term reads the logits of every teacher in ``mean_keys``); ``live``: for each other
+    teacher, the keys of the terms that need it live (feature maps, ...). ``sources`` maps a term key to
+    the teacher it reads (a key, or ``"mean"``).
+    """
+    cached: dict[str, dict[str, list[str]]] = {}
+    live: dict[str, list[str]] = {}
+    for key, term in terms.items():
+        if not getattr(term, "needs_teacher", False) or key not in sources:
+            continue
+        mean = sources[key] == TEACHER_MEAN
+        fields = ["logits"] if mean else (sorted(set(term.uses) & set(CACHEABLE_FIELDS)) or ["logits"])
+        for teacher in (mean_keys if mean else (sources[key],)):
+            if not getattr(term, "cacheable", False):
+                live.setdefault(teacher, []).append(key)
+                continue
+            for field in fields:
+                cached.setdefault(teacher, {}).setdefault(field, []).append(key)
+    for teacher in live:
+        cached.pop(teacher, None)
+    return cached, live
 
 
 #: how teacher outputs may be stored: fp16 (half the bytes) or fp32 (a cached run equals a live one bit for bit)

@@ -16,10 +16,11 @@ from kdlab.data.types import DataBundle, TrainStream
 from .build import ReplayableStream, build_teacher_cache
 from .errors import TeacherCacheError
 from .key import cache_key
-from .outputs import required_outputs
+from .outputs import outputs_per_teacher, required_outputs
 from .replay import CachedStandardTeacherStream, CachedTeacherStream
 from .storage import cache_exists
 from .teacher_cache import TeacherCache
+from .teacher_caches import TeacherCacheSet
 
 
 def replayable_stream(bundle: DataBundle) -> ReplayableStream:
@@ -39,8 +40,8 @@ def run_cache_key(cfg: Config, bundle: DataBundle) -> dict[str, Any]:
     return cache_key(cfg, bundle, pipeline=pipeline, seed=stream.seed, global_batch=stream.planner.global_batch)
 
 
-def cached_stream(cache: TeacherCache, stream: ReplayableStream, device: torch.device) -> TrainStream:
-    """``stream``'s replay of ``cache``: the cache's schedule, the cached teacher outputs."""
+def cached_stream(cache: TeacherCache | TeacherCacheSet, stream: ReplayableStream, device: torch.device) -> TrainStream:
+    """``stream``'s replay of ``cache`` (or of several teachers' caches): the cache's schedule, the cached outputs."""
     if isinstance(stream, FastTrainStream):
         return CachedTeacherStream(cache, stream, device)
     return CachedStandardTeacherStream(cache, stream, device)
@@ -97,6 +98,8 @@ def use_teacher_cache(cfg: Config, bundle: DataBundle, distiller: Any, device: t
     than ``trainer.epochs``. The returned bundle's data order and augmentation
     are the cache's (its seed), whatever ``trainer.seed`` is.
     """
+    if cfg.teachers:
+        return use_teacher_caches(cfg, bundle, distiller, device)
     path = Path(cfg.distill.teacher_cache)
     needed = required_outputs(distiller.terms)
     if not needed:
@@ -112,15 +115,90 @@ def use_teacher_cache(cfg: Config, bundle: DataBundle, distiller: Any, device: t
     return dataclasses.replace(bundle, train=cached_stream(cache, replayable_stream(bundle), device))
 
 
-def _announce(cfg: Config, cache: TeacherCache) -> None:
-    """One line (rank 0, unless progress is off): where the teacher outputs come from, and whose schedule."""
+def teacher_cache_dir(root: str | Path, key: str) -> Path:
+    """Where teacher ``key`` of a multi-teacher run keeps its cache: a subfolder of ``distill.teacher_cache``."""
+    return Path(root) / key
+
+
+def check_multi_cache_root(root: Path) -> None:
+    """A multi-teacher cache folder holds one cache per teacher in subfolders; it is not itself a cache."""
+    if cache_exists(root):
+        raise TeacherCacheError(
+            f"distill.teacher_cache={root} is one teacher's cache, but this run has several teachers, whose caches "
+            f"go in its subfolders ({root}/<teacher key>); choose another folder"
+        )
+
+
+def teacher_caches_plan(distiller: Any) -> tuple[dict[str, dict[str, list[str]]], dict[str, list[str]]]:
+    """``(cached, live)`` of a multi-teacher Distiller (see :func:`kdlab.cache.outputs.outputs_per_teacher`).
+
+    Raises TeacherCacheError when no teacher can be fed from a cache.
+    """
+    cached, live = outputs_per_teacher(distiller.terms, distiller.sources, distiller.teacher.mean_keys)
+    if not cached and live:
+        terms = sorted({term for keys in live.values() for term in keys})
+        raise TeacherCacheError(
+            f"distill.teacher_cache is set, but no teacher can be fed from a cache: loss term(s) {', '.join(terms)} "
+            "read teacher features a cache of logits/embeddings does not hold; remove distill.teacher_cache"
+        )
+    return cached, live
+
+
+def use_teacher_caches(cfg: Config, bundle: DataBundle, distiller: Any, device: torch.device) -> DataBundle:
+    """Several teachers: ``bundle`` whose batches carry ``{teacher key: features}`` from per-teacher caches.
+
+    Each teacher that only cacheable terms read has its own cache at ``<distill.teacher_cache>/<key>``
+    (keyed and checked as if it were the run's only teacher), built when missing; a teacher that a
+    feature term reads stays live, on the replayed images. All caches must share one schedule.
+    """
+    from kdlab.config.teacher_source import single_teacher_view
+    from kdlab.engine.builders import autocast_for
+
+    root = Path(cfg.distill.teacher_cache)
+    check_multi_cache_root(root)
+    cached, live = teacher_caches_plan(distiller)
+    if not cached:
+        return bundle  # no term reads a teacher
+    stream = replayable_stream(bundle)
+    paths = {key: teacher_cache_dir(root, key) for key in cached}
+    built = {key: TeacherCache(path) for key, path in paths.items() if cache_exists(path)}
+    other_seeds = sorted({f"{key} (seed {cache.seed})" for key, cache in built.items() if cache.seed != stream.seed})
+    missing = [key for key in cached if key not in built]
+    if missing and other_seeds:
+        raise TeacherCacheError(
+            f"the caches of {', '.join(missing)} are missing and would be built on this run's schedule (seed "
+            f"{stream.seed}), but those of {', '.join(other_seeds)} replay another; build them all on one schedule "
+            f"(`kdlab cache-teacher CONFIG trainer.seed=SEED`)"
+        )
+    caches: dict[str, TeacherCache] = {}
+    for key, fields in cached.items():
+        view = single_teacher_view(cfg, key)
+        cache = ensure_teacher_cache(
+            paths[key], cfg=view, bundle=bundle, teacher=distiller.teacher[key], fields=sorted(fields),
+            autocast=autocast_for(cfg, device), progress=cfg.trainer.progress != "none",
+        )
+        cache.check_usable(run_cache_key(view, bundle), fields, cfg.trainer.epochs)
+        caches[key] = cache
+    combined = TeacherCacheSet(caches, root)
+    for key, cache in caches.items():
+        _announce(cfg, cache, f"teacher {key}: ")
+    for key, terms in live.items():
+        _say(cfg, f"teacher {key}: live (loss term(s) {', '.join(terms)} read features a cache does not hold)")
+    return dataclasses.replace(bundle, train=cached_stream(combined, stream, device))  # type: ignore[arg-type]
+
+
+def _say(cfg: Config, line: str) -> None:
     from kdlab.engine.distributed import is_main_process
     from kdlab.engine.progress import say
 
-    if not is_main_process():
-        return
+    if is_main_process():
+        say(cfg.trainer.progress, line)
+
+
+def _announce(cfg: Config, cache: TeacherCache, prefix: str = "") -> None:
+    """One line (rank 0, unless progress is off): where the teacher outputs come from, and whose schedule."""
     schedule = f"seed {cache.seed}"
     if cache.seed != cfg.trainer.seed:
         schedule += f"; trainer.seed={cfg.trainer.seed} still seeds the initialisation"
-    say(cfg.trainer.progress, f"teacher outputs from cache {cache.path} ({cache.epochs} epoch(s), "
-                              f"{', '.join(cache.layout.fields)}); data order and augmentation: the cache's {schedule}")
+    _say(cfg, f"{prefix}teacher outputs from cache {cache.path} ({cache.epochs} epoch(s), "
+              f"{', '.join(cache.layout.fields)}); data order and augmentation: the cache's {schedule}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, Optional
 
 from kdlab.cli.common import add_config_args, config_from_args
 
@@ -15,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Build the teacher-output cache of a distillation config (at distill.teacher_cache, or --out). "
             "Student runs with distill.teacher_cache set then replay the cached schedule instead of running the "
-            "teacher; their data order and augmentation come from the cache's seed (the seed of this config)."
+            "teacher; their data order and augmentation come from the cache's seed (the seed of this config). "
+            "With several teachers (teachers:) each teacher that a cache can feed gets its own, in the subfolder "
+            "<cache>/<teacher key>; a teacher that a feature term reads is left to run live."
         ),
     )
     add_config_args(p)
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top-k must be >= 0 (0: full logits), got {args.top_k}")
     fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
     cfg = config_from_args(args)
+    if cfg.teachers:
+        return _run_several(args, cfg, fields)
     cache, built = build_cache_from_config(
         cfg, args.out, epochs=args.epochs, top_k=args.top_k, fields=fields, store_dtype=args.store_dtype,
         force=args.force,
@@ -57,9 +62,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        state = "built" if built else "up to date, reused"
-        print(f"teacher cache {summary['path']} ({state}): {summary['epochs']} epoch(s) x {summary['steps_per_epoch']} "
-              f"steps x {summary['global_batch']} images, {', '.join(summary['fields'])} "
-              f"(logits: {summary['logits']}), "
-              f"seed {summary['seed']}, {summary['bytes'] / 2**20:.1f} MiB")
+        print(_line(summary))
+    return 0
+
+
+def _line(summary: dict) -> str:
+    state = "built" if summary["built"] else "up to date, reused"
+    return (f"teacher cache {summary['path']} ({state}): {summary['epochs']} epoch(s) x {summary['steps_per_epoch']} "
+            f"steps x {summary['global_batch']} images, {', '.join(summary['fields'])} "
+            f"(logits: {summary['logits']}), "
+            f"seed {summary['seed']}, {summary['bytes'] / 2**20:.1f} MiB")
+
+
+def _run_several(args: argparse.Namespace, cfg: Any, fields: Optional[list[str]]) -> int:
+    """Several teachers: one cache per teacher a cache can feed; one line (or JSON entry) per teacher."""
+    from kdlab.cache.standalone import build_caches_from_config
+
+    caches, live = build_caches_from_config(
+        cfg, args.out, epochs=args.epochs, top_k=args.top_k, fields=fields, store_dtype=args.store_dtype,
+        force=args.force, progress=not args.json and cfg.trainer.progress != "none",
+    )
+    summaries = {key: {**cache.describe(), "built": built} for key, (cache, built) in caches.items()}
+    if args.json:
+        print(json.dumps({"teachers": summaries, "live": live}))
+        return 0
+    for key, summary in summaries.items():
+        print(f"{key}: {_line(summary)}")
+    for key, terms in live.items():
+        print(f"{key}: no cache, runs live (loss term(s) {', '.join(terms)} read features a cache does not hold)")
     return 0

@@ -194,7 +194,11 @@ class DataConfig:
     crop_padding: int = field(default=4, metadata={"min": 0})
     image_size: Optional[int] = field(default=None, metadata={"min": 1, "doc": "train/eval resolution (default: native)"})
     views: str = field(
-        default="single", metadata=_choices("single", "rotate4", "multi", doc="rotate4: SSKD's 4 rotated views")
+        default="single",
+        metadata=_choices(
+            "single", "rotate4", "multi", "weak_strong",
+            doc="rotate4: SSKD's 4 rotated views; weak_strong: MLKD's crop/flip view + RandAugment/Cutout view",
+        ),
     )
     num_views: int = field(default=1, metadata={"min": 1, "doc": "augmented views per image when views=multi"})
     mean: Optional[list[float]] = field(default=None, metadata={"doc": "normalisation mean (default: dataset's)"})
@@ -281,6 +285,17 @@ class TeacherConfig:
 
 
 @dataclass
+class TeacherEntry(TeacherConfig):
+    """One of several teachers (``teachers:``): every ``teacher.*`` key, plus its weight in ``teacher: mean``."""
+
+    weight: Optional[float] = field(
+        default=None,
+        metadata={"min": 0.0, "doc": "share in the logits of `teacher: mean` terms (normalised to sum 1; "
+                                     "default: equal shares; set every teacher's or none)"},
+    )
+
+
+@dataclass
 class DistillConfig:
     """Loss terms and how they see the data."""
 
@@ -342,7 +357,21 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # a mapping (empty by default) rather than a list: an empty mapping adds no key to a flattened config, so
+    # single-teacher runs resume, and hash (SSKD's head digest), exactly as before this key existed
+    teachers: Union[dict[str, Any], list[Any]] = field(
+        default_factory=dict,
+        metadata={"doc": "several frozen teachers instead of `teacher`: a mapping {KEY: {name, checkpoint, weight, "
+                         "...every teacher.* key}} or a list [{key, name, checkpoint, weight, ...}] (key default: the "
+                         "name); a loss term picks one with `teacher: KEY` or `teacher: INDEX`, or the weighted mean "
+                         "of their logits with `teacher: mean` (docs/multi_teacher.md)"},
+    )
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     description: str = field(default="", metadata={"doc": "free text shown in reports"})
+
+    def __post_init__(self) -> None:
+        from kdlab.config.teacher_source import checked_teachers  # it imports the loader, which imports this
+
+        self.teachers = checked_teachers(self)

@@ -13,6 +13,10 @@ Geometry, per sample and view: flip the image (if drawn), rotate it by
 ``rot`` x 90 degrees counter-clockwise (``torch.rot90(x, rot, dims=(-2, -1))``),
 zero-pad by ``padding`` and crop ``size`` x ``size`` at offset (``dy``, ``dx``),
 each offset uniform in [0, 2 * padding] like torchvision's RandomCrop.
+
+``weak_strong`` (MLKD's two views): view 0 is the normal crop/flip, view 1 an
+independent crop/flip of the same image followed by RandAugment + Cutout
+(:mod:`kdlab.data.randaugment`), as the official code's two transforms do.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DataError
+from .randaugment import STRONG_PARAM_KEYS, apply_strong, sample_strong_params
 
-VIEW_MODES = ("single", "rotate4", "multi")
+VIEW_MODES = ("single", "rotate4", "multi", "weak_strong")
 
 
 @contextlib.contextmanager
@@ -52,7 +57,10 @@ class BatchAugment:
     (B, C, S, S)) and (B, V) otherwise (output (B, V, C, S, S)); keys are
     ``flip`` (bool), ``rot`` (0..3), ``dy`` and ``dx`` (crop offsets).
     ``rotate4`` gives V = 4: one flip per image shared by its views, view k
-    rotated by k x 90 degrees, each view cropped independently.
+    rotated by k x 90 degrees, each view cropped independently. ``weak_strong``
+    gives V = 2, each view cropped and flipped independently, view 1 then
+    RandAugment + Cutout; its parameters add the (B, ...) keys of
+    :func:`kdlab.data.randaugment.sample_strong_params`.
     """
 
     def __init__(
@@ -83,7 +91,7 @@ class BatchAugment:
         self.flip = flip
         self.padding = padding if crop else 0
         self.views = views
-        self.num_views = {"single": 1, "rotate4": 4, "multi": num_views}[views]
+        self.num_views = {"single": 1, "rotate4": 4, "multi": num_views, "weak_strong": 2}[views]
         self.channels_last = channels_last
 
     # -- sampling -------------------------------------------------------
@@ -106,7 +114,10 @@ class BatchAugment:
         else:
             dy = torch.full(shape, self.padding, dtype=torch.long)
             dx = torch.full(shape, self.padding, dtype=torch.long)
-        return {"flip": flip, "rot": rot, "dy": dy, "dx": dx}
+        params = {"flip": flip, "rot": rot, "dy": dy, "dx": dx}
+        if self.views == "weak_strong":
+            params.update(sample_strong_params(generator, n, self.size))
+        return params
 
     # -- applying -------------------------------------------------------
     def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -137,11 +148,27 @@ class BatchAugment:
         flat = padded.reshape(batch, channels, padded_size * padded_size)
         index = index.reshape(batch, 1, views * size * size).expand(batch, channels, -1)
         pixels = flat.gather(2, index).reshape(batch, channels, views, size, size).permute(0, 2, 1, 3, 4)
+        if self.views == "weak_strong":
+            pixels = self._strong_view(pixels, params)
         out = self._normalize(pixels)
         if single:
             layout = torch.channels_last if self.channels_last else torch.contiguous_format
             return out[:, 0].contiguous(memory_format=layout)
         return out.contiguous()
+
+    def _strong_view(self, pixels: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, 2, C, S, S) uint8 crops with view 1 replaced by its RandAugment + Cutout."""
+        missing = set(STRONG_PARAM_KEYS) - set(params)
+        if missing or pixels.shape[1] != 2:
+            raise DataError(
+                f"data.views=weak_strong needs 2 views and the strong-view parameters {list(STRONG_PARAM_KEYS)}; "
+                f"got {pixels.shape[1]} view(s) and keys {sorted(params)}"
+            )
+        try:
+            strong = apply_strong(pixels[:, 1].contiguous(), {k: params[k] for k in STRONG_PARAM_KEYS})
+        except ValueError as err:
+            raise DataError(f"data.views=weak_strong: {err}") from None
+        return torch.stack([pixels[:, 0], strong], dim=1)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Float, normalised (B, C, S, S) images without augmentation (the eval transform)."""

@@ -2,19 +2,22 @@
 
 Randomness comes from torch's global RNG, which the standard pipeline seeds
 per sample (inside a forked RNG state) before calling these, so the result
-depends on the sample's seed only.
+depends on the sample's seed only (MLKD's strong view draws its RandAugment
+parameters from it too; no Python or numpy RNG is used).
 """
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as T
 
 from .errors import DataError
 from .imageio import fit_square
+from .randaugment import apply_strong, sample_strong_params
 
 LARGE_IMAGE = 64  # above this, eval uses resize + centre crop, and "auto" picks the standard path
 FAST_AUGMENTS = ("none", "crop", "flip", "crop_flip")
@@ -73,6 +76,28 @@ class MultiViews:
         return torch.stack([self.transform(image) for _ in range(self.num_views)])
 
 
+class WeakStrongViews:
+    """MLKD's views: the image augmented twice (independent draws of ``augment``), the second draw then
+    RandAugment + Cutout (:mod:`kdlab.data.randaugment`); returns (2, C, H, W), view 0 the weak one."""
+
+    def __init__(self, augment: Callable[[Image.Image], Image.Image], to_tensor: Callable) -> None:
+        self.augment = augment
+        self.to_tensor = to_tensor
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        weak = self.to_tensor(self.augment(image))
+        crop = np.asarray(self.augment(image), dtype=np.uint8)
+        pixels = torch.from_numpy(crop.copy()).reshape(crop.shape[0], crop.shape[1], -1).permute(2, 0, 1)[None]
+        # the sample's seed has seeded torch's global generator (see kdlab.data.standard): its parameters' source
+        params = sample_strong_params(None, 1, pixels.shape[-1])
+        try:
+            strong = apply_strong(pixels.contiguous(), params)[0].permute(1, 2, 0).numpy()
+        except ValueError as err:
+            raise DataError(f"data.views=weak_strong: {err}") from None
+        strong_image = Image.fromarray(strong[:, :, 0] if strong.shape[-1] == 1 else strong)
+        return torch.stack([weak, self.to_tensor(strong_image)])
+
+
 def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> T.Compose:
     return T.Compose([T.ToTensor(), T.Normalize(list(mean), list(std))])
 
@@ -110,7 +135,7 @@ def train_transform(
     views: str = "single",
     num_views: int = 1,
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """Training transform: (C, H, W) for single views, (V, C, H, W) for ``rotate4`` / ``multi``."""
+    """Training transform: (C, H, W) for single views, (V, C, H, W) for ``rotate4`` / ``multi`` / ``weak_strong``."""
     to_tensor = _to_tensor(mean, std)
     if views == "rotate4":
         if augment not in FAST_AUGMENTS:
@@ -125,11 +150,13 @@ def train_transform(
             flip=augment in ("flip", "crop_flip"),
             to_tensor=to_tensor,
         )
+    if views == "weak_strong":
+        return WeakStrongViews(T.Compose(augment_transform(augment, size, padding)), to_tensor)
     single = T.Compose(augment_transform(augment, size, padding) + [to_tensor])
     if views == "multi":
         return MultiViews(single, num_views)
     if views != "single":
-        raise DataError(f"data.views={views!r} is not one of ('single', 'rotate4', 'multi')")
+        raise DataError(f"data.views={views!r} is not one of ('single', 'rotate4', 'multi', 'weak_strong')")
     return single
 
 

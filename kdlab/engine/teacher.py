@@ -1,10 +1,10 @@
-"""The frozen teacher: eval mode always, no gradients, BatchNorm untouched."""
+"""The frozen teacher: eval mode always, no gradients, BatchNorm untouched (and several of them: TeacherSet)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -163,6 +163,95 @@ class FrozenTeacher(nn.Module):
 
     def forward_all(self, x: torch.Tensor) -> Features:
         return self._call("forward_all", x)
+
+
+class TeacherSet(nn.Module):
+    """Several frozen teachers by key (``teachers:``), and the weighted mean of their logits.
+
+    Each member is a :class:`FrozenTeacher` of its own (its own input re-normalisation, precision and
+    BatchNorm folding); like them, the set stays in eval mode whatever its parent asks. The Distiller
+    runs only the members its terms read, each once per batch; ``forward`` is what a ``teacher: mean``
+    term sees: ``sum_k w_k * logits_k`` over the members of positive weight (``mean_keys``), in fp32.
+
+    Args:
+        teachers: key -> frozen teacher, in the config's order (index i of a term's ``teacher:`` is the i-th).
+        weights: key -> share in the mean (normalised to sum 1 here); default equal shares.
+    """
+
+    def __init__(self, teachers: Mapping[str, nn.Module], weights: Optional[Mapping[str, float]] = None) -> None:
+        super().__init__()
+        if not teachers:
+            raise ValueError("a TeacherSet needs at least one teacher")
+        self.names: tuple[str, ...] = tuple(teachers)
+        # a ModuleList, not a ModuleDict: teacher keys need not be valid module names
+        self.members = nn.ModuleList(teachers.values())
+        raw = {key: 1.0 for key in self.names} if weights is None else {key: float(weights[key]) for key in self.names}
+        if set(raw) != set(self.names) or any(w < 0 for w in raw.values()) or not sum(raw.values()) > 0:
+            raise ValueError(f"TeacherSet weights {dict(raw)} must be >= 0 with a positive sum, one per teacher")
+        total = sum(raw.values())
+        self.weights: dict[str, float] = {key: value / total for key, value in raw.items()}
+        #: the members ``teacher: mean`` averages (a weight of 0 leaves a teacher out of the mean)
+        self.mean_keys: tuple[str, ...] = tuple(key for key in self.names if self.weights[key] > 0)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "TeacherSet":  # noqa: ARG002 - teachers never train
+        return super().train(False)
+
+    def __getitem__(self, key: Union[str, int]) -> nn.Module:
+        """The member of that key (or index)."""
+        index = key if isinstance(key, int) else self.names.index(key)
+        return self.members[index]
+
+    def items(self) -> list[tuple[str, nn.Module]]:
+        return list(zip(self.names, self.members))
+
+    @property
+    def num_classes(self) -> Any:
+        """The members' class count when they all agree (else None)."""
+        counts = {getattr(m, "num_classes", None) for m in self.members}
+        return counts.pop() if len(counts) == 1 else None
+
+    @property
+    def embedding_dim(self) -> Any:
+        return None  # the mean is of logits only
+
+    def mean_logits(self, logits: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``sum_k w_k * logits[k]`` over ``mean_keys``, in order, in fp32."""
+        total: Optional[torch.Tensor] = None
+        for key in self.mean_keys:
+            part = logits[key].float() * self.weights[key]
+            total = part if total is None else total + part
+        assert total is not None  # mean_keys is never empty: the weights have a positive sum
+        return total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mean_logits({key: self[key](x) for key in self.mean_keys})
+
+    def forward_all(self, x: torch.Tensor) -> Features:
+        """The mean's features: logits only (there is no mean of feature maps)."""
+        return Features(logits=self(x), embedding=None, stages=[], preact_stages=[])  # type: ignore[arg-type]
+
+
+def build_teachers(
+    cfg: Any, num_classes: int, in_chans: int, data_mean: Any, data_std: Any, *, unsafe_load: bool = False
+) -> TeacherSet:
+    """The frozen teachers of ``teachers:``, each built exactly as ``teacher.*`` would build it alone."""
+    from kdlab.config import ConfigError
+    from kdlab.config.teacher_source import single_teacher_view, teacher_weights
+    from kdlab.engine.builders import build_teacher
+
+    members: dict[str, nn.Module] = {}
+    for key in cfg.teachers:
+        try:
+            teacher = build_teacher(
+                single_teacher_view(cfg, key), num_classes, in_chans, data_mean, data_std, unsafe_load=unsafe_load
+            )
+        except ConfigError as err:
+            raise ConfigError(f"teachers.{key}: {err}") from None
+        if teacher is None:
+            raise ConfigError(f"teachers.{key}: set its name and checkpoint (a teacher must be trained)")
+        members[key] = teacher
+    return TeacherSet(members, teacher_weights(cfg))
 
 
 def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:

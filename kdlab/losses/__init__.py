@@ -8,6 +8,7 @@ computed in float32. Teacher tensors are used as given: detach them when the
 teacher should receive no gradient (CRD's teacher projection does need it).
 """
 
+from kdlab.losses.ab import ABLoss, ab_loss
 from kdlab.losses.at import ATLoss, at_loss, attention_map
 from kdlab.losses.cc import CCLoss, cc_loss
 from kdlab.losses.ckd import CKDLoss, CKDNegatives, ckd_loss
@@ -17,8 +18,11 @@ from kdlab.losses.dist import DISTLoss, dist_loss
 from kdlab.losses.dkd import DKDLoss, dkd_loss
 from kdlab.losses.embedding import CosineEmbeddingLoss, MSEEmbeddingLoss, cosine_embedding_loss, mse_embedding_loss
 from kdlab.losses.fitnet import FitNetLoss, fitnet_loss
+from kdlab.losses.fsp import FSPLoss, fsp_loss, fsp_matrix
+from kdlab.losses.ft import FTLoss, ft_loss
 from kdlab.losses.kd import KDLoss, kd_loss
 from kdlab.losses.logit_standardization import LogitStandardization, logit_standardize
+from kdlab.losses.mlkd import MLKDLoss, mlkd_loss, mlkd_loss_parts, mlkd_masks
 from kdlab.losses.nkd import NKDLoss, nkd_loss
 from kdlab.losses.nst import NSTLoss, nst_loss
 from kdlab.losses.ofd import OFDLoss, ofd_loss, ofd_margin
@@ -38,6 +42,7 @@ from kdlab.losses.sskd import (
 from kdlab.losses.vid import VIDLoss, vid_log_scale_init, vid_loss, vid_variance
 
 __all__ = [
+    "ABLoss",
     "ATLoss",
     "CCLoss",
     "CKDLoss",
@@ -47,10 +52,13 @@ __all__ = [
     "CosineEmbeddingLoss",
     "DISTLoss",
     "DKDLoss",
+    "FSPLoss",
+    "FTLoss",
     "FitNetLoss",
     "HCLLoss",
     "KDLoss",
     "LogitStandardization",
+    "MLKDLoss",
     "MSEEmbeddingLoss",
     "NKDLoss",
     "NSTLoss",
@@ -61,6 +69,7 @@ __all__ = [
     "SPLoss",
     "SSKDLoss",
     "VIDLoss",
+    "ab_loss",
     "at_loss",
     "attention_map",
     "batch_similarity",
@@ -74,9 +83,15 @@ __all__ = [
     "dist_loss",
     "dkd_loss",
     "fitnet_loss",
+    "fsp_loss",
+    "fsp_matrix",
+    "ft_loss",
     "hcl_loss",
     "kd_loss",
     "logit_standardize",
+    "mlkd_loss",
+    "mlkd_loss_parts",
+    "mlkd_masks",
     "mse_embedding_loss",
     "nkd_loss",
     "normalized_distances",

@@ -127,6 +127,7 @@ _TERMS: dict[tuple[str, str], type[LossTerm]] = {}
 #: packages whose import registers loss terms
 TERM_PACKAGES = (
     "kdlab.methods.terms", "kdlab.methods.sskd", "kdlab.methods.unsupervised", "kdlab.methods.detection",
+    "kdlab.methods.init_stage",
 )
 
 

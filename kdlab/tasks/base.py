@@ -42,7 +42,7 @@ class Task:
         raise NotImplementedError
 
     def build_networks(self, cfg: Any, data: Any, *, unsafe_load: bool) -> tuple[nn.Module, Optional[nn.Module]]:
-        """The student and the frozen teacher (None without one), on the CPU."""
+        """The student and the frozen teacher (None without one; a TeacherSet for ``teachers:``), on the CPU."""
         raise NotImplementedError
 
     def memory_format(self, cfg: Any) -> torch.memory_format:

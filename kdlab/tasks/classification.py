@@ -35,6 +35,12 @@ class ClassificationTask(Task):
         student = builders.build_student(cfg, data.num_classes, data.in_chans, unsafe_load=unsafe_load)
         if cfg.model.frozen:
             student = FrozenTeacher(student)
+        if cfg.teachers:  # several: a TeacherSet of frozen teachers, each built as teacher.* would build it
+            from kdlab.engine.teacher import build_teachers
+
+            return student, build_teachers(
+                cfg, data.num_classes, data.in_chans, data.mean, data.std, unsafe_load=unsafe_load
+            )
         teacher = builders.build_teacher(
             cfg, data.num_classes, data.in_chans, data.mean, data.std, unsafe_load=unsafe_load
         )
@@ -65,6 +71,7 @@ class ClassificationTask(Task):
         method.to(device)
         if cfg.distill.teacher_cache:
             # batches then carry "teacher_features" read from the cache instead of a live teacher forward
+            # (with several teachers: {teacher key: features} of the teachers a cache can feed)
             from kdlab.cache import use_teacher_cache
 
             data = use_teacher_cache(cfg, data, method, device)

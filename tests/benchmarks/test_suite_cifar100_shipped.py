@@ -16,7 +16,8 @@ PAIRS = ["resnet56_resnet20", "resnet110_resnet32", "resnet32x4_resnet8x4", "wrn
          "vgg13_vgg8", "vgg13_MobileNetV2", "ResNet50_MobileNetV2", "resnet32x4_ShuffleV1", "resnet32x4_ShuffleV2",
          "wrn_40_2_ShuffleV1"]
 METHODS = ["student", "kd", "fitnet", "at", "sp", "rkd", "pkt", "crd", "dkd", "sskd", "ckd", "ckd-480", "coss",
-           "vid", "cc", "nst", "ofd", "reviewkd", "dist", "kd+ls", "dkd+ls", "kd+ctkd"]
+           "vid", "cc", "nst", "ab", "ft", "fsp", "ofd", "reviewkd", "dist", "kd+ls", "dkd+ls", "kd+ctkd",
+           "mlkd", "mlkd+ls"]
 COSS_PAIRS = {"resnet56_resnet20", "resnet32x4_resnet8x4", "wrn_40_2_wrn_16_2", "vgg13_vgg8"}
 
 
@@ -39,7 +40,10 @@ def test_manifest_lists_the_pairs_and_methods():
 def test_every_recipe_validates_and_only_the_known_ones_are_absent(plan):
     assert plan.problems.invalid == []
     absent = {(a.method, a.pair) for a in plan.absent}
-    assert absent == {("sskd", "resnet110_resnet32")} | {("coss", p) for p in PAIRS if p not in COSS_PAIRS}
+    assert absent == {("sskd", "resnet110_resnet32")} | {("coss", p) for p in PAIRS if p not in COSS_PAIRS} | {
+        ("fsp", p) for p in PAIRS
+        if p not in {"resnet56_resnet20", "resnet110_resnet32", "resnet32x4_resnet8x4", "wrn_40_2_wrn_16_2", "vgg13_vgg8"}
+    }
     per_seed = [r for r in plan.runs if r.seed == 0]
     assert len(per_seed) == len(METHODS) * len(PAIRS) - len(absent) - 2  # MobileNetV2 and ShuffleV1 students shared
     assert len(plan.runs) == 3 * len(per_seed) and not (plan.out_dir).exists()
@@ -114,8 +118,10 @@ def test_published_coverage_sskd_coss_and_no_ckd():
     assert {p for p, m in covered if m == "coss"} == COSS_PAIRS - {"wrn_40_2_wrn_16_2"}
     assert not {m for _, m in covered} & {"ckd", "ckd-480"}  # the CKD paper's tables could not be read
     assert published.lookup("vgg13_MobileNetV2", "sskd") == (71.53, published.tables[2].source)
-    counts = {m: sum(1 for _, n in covered if n == m) for m in ("vid", "cc", "nst", "dist", "kd+ls", "dkd+ls", "kd+ctkd")}
-    assert counts == {"vid": 11, "cc": 11, "nst": 11, "dist": 6, "kd+ls": 9, "dkd+ls": 9, "kd+ctkd": 5}
+    counts = {m: sum(1 for _, n in covered if n == m)
+              for m in ("vid", "cc", "nst", "dist", "kd+ls", "dkd+ls", "kd+ctkd", "mlkd", "mlkd+ls")}
+    assert counts == {"vid": 11, "cc": 11, "nst": 11, "dist": 6, "kd+ls": 9, "dkd+ls": 9, "kd+ctkd": 5,
+                      "mlkd": 9, "mlkd+ls": 9}
     assert not {m for _, m in covered} & {"ofd", "reviewkd"}  # no source for them could be read here
 
 
@@ -131,7 +137,9 @@ def test_ready_with_released_teachers_in_the_repdistiller_layout(tmp_path, monke
     (tmp_path / "data" / "cifar100" / "cifar-100-python").mkdir(parents=True)
     (tmp_path / "data" / "cifar100" / "cifar-100-python" / "meta").write_bytes(b"")  # only its presence is checked
     plan = plan_suite(SuiteOptions(suite_dir=SUITE, out_dir=tmp_path / "out", pairs=("resnet56_resnet20", "vgg13_MobileNetV2")))
-    assert plan.problems.exit_code == 0 and plan.with_prerequisites == ("sskd:resnet56", "sskd:vgg13")
+    assert plan.problems.exit_code == 0 and plan.with_prerequisites == (
+        "sskd:resnet56", "ab:resnet56", "ft:resnet56", "fsp:resnet56", "sskd:vgg13", "ab:vgg13", "ft:vgg13"
+    )
     evaluation = plan.teacher("vgg13")
     assert "model.name=vgg13" in evaluation.overrides and "distill.terms=[{name: ce, weight: 1.0}]" in evaluation.overrides
     assert evaluation.link == tmp_path / "out" / "teachers" / "vgg13" / "ckpt_epoch_240.pth"

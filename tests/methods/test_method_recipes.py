@@ -206,3 +206,38 @@ def test_recipe_builds_and_runs_one_training_step(path: Path):
     if teacher is not None:  # the shared teacher is never changed by a step
         after = teacher.state_dict()
         assert all(torch.equal(value, after[key]) for key, value in teacher_state.items())
+
+
+MULTI_TEACHER_RECIPES = sorted((CONFIGS / "cifar100" / "multi_teacher").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", MULTI_TEACHER_RECIPES, ids=_id)
+def test_multi_teacher_recipes_follow_the_protocol_and_run_one_step(path: Path):
+    """teachers: recipes: the standard protocol, the released teachers, and a step on a TeacherSet."""
+    from kdlab.config.teacher_source import teacher_weights
+    from kdlab.engine.teacher import TeacherSet
+
+    cfg = load_config(path)
+    assert cfg.data.name == "cifar100" and cfg.trainer.epochs == 240 and cfg.data.batch_size == 64
+    assert cfg.optim.lr == (0.01 if cfg.model.name in LIGHT_STUDENTS else 0.05)
+    assert cfg.trainer.out_dir == f"runs/cifar100/multi_teacher/{path.stem}"
+    assert cfg.teacher.name is None and len(cfg.teachers) >= 2
+    for key, entry in cfg.teachers.items():
+        assert entry.checkpoint == f"weights/cifar_teachers/{entry.name}_vanilla/ckpt_epoch_240.pth", key
+    assert path.stem == "_".join([*(e.name for e in cfg.teachers.values()), cfg.model.name])
+    cfg = load_config(path, ["data.name=synthetic", "data.synthetic_size=16", "data.synthetic_classes=100",
+                             "data.batch_size=2", "trainer.device=cpu"])
+    teachers = TeacherSet({key: _teacher(e.name, 100) for key, e in cfg.teachers.items()}, teacher_weights(cfg))
+    state = {k: v.clone() for k, v in teachers.state_dict().items()}
+    distiller = build_distiller(
+        cfg, copy.deepcopy(_student(cfg.model.name, 100)), teachers, num_classes=100, train_size=32, image_size=16,
+        in_chans=3, steps_per_epoch=8, device=torch.device("cpu"),
+    )
+    distiller.train()
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(2, 3, 16, 16, generator=g), "target": torch.randint(0, 100, (2,), generator=g),
+             "index": torch.tensor([3, 17])}
+    out = distiller(batch)
+    assert math.isfinite(float(out.loss.detach())) and {t.get("key", t["name"]) for t in cfg.distill.terms} <= set(out.terms)
+    out.loss.backward()
+    assert all(torch.equal(v, teachers.state_dict()[k]) for k, v in state.items())

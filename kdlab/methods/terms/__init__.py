@@ -1,9 +1,9 @@
 """Built-in loss terms; importing this package registers them.
 
 One file per method: ``ce`` (labels); the logit terms ``kd``, ``dkd``, ``ckd``,
-``dist``, ``nkd``; the feature terms ``fitnet``, ``at``, ``sp``, ``rkd``,
-``pkt``, ``crd``, ``vid``, ``cc``, ``nst``, and ``reviewkd`` and ``ofd``
-(multi-stage feature terms with their own fusion / connectors).
+``dist``, ``nkd``, ``mlkd`` (with ``ce_strong``: MLKD's two views); the feature
+terms ``fitnet``, ``at``, ``sp``, ``rkd``, ``pkt``, ``crd``, ``vid``, ``cc``,
+``nst``, and ``reviewkd`` and ``ofd`` (multi-stage feature terms with their own fusion / connectors).
 Shared helpers: :mod:`._features` (which feature a term reads),
 :mod:`._adapters` (regressors), :mod:`._params` (parameter checks).
 """
@@ -18,6 +18,7 @@ from kdlab.methods.terms import (
     dkd,
     fitnet,
     kd,
+    mlkd,
     nkd,
     nst,
     ofd,
@@ -29,4 +30,4 @@ from kdlab.methods.terms import (
 )
 
 #: the modules whose import registers the built-in terms (named here so that linters see them used)
-TERM_MODULES = (at, cc, ce, ckd, crd, dist, dkd, fitnet, kd, nkd, nst, ofd, pkt, reviewkd, rkd, sp, vid)
+TERM_MODULES = (at, cc, ce, ckd, crd, dist, dkd, fitnet, kd, mlkd, nkd, nst, ofd, pkt, reviewkd, rkd, sp, vid)

@@ -12,15 +12,19 @@ from kdlab.models import create_model
 from suite_fixtures import SHIPPED_SUITE, write_imagefolder_zip
 
 #: the result names the brief fixes, in table order
-METHODS = ["student", "kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "fitnet", "at", "rkd", "pkt", "sp"]
+METHODS = ["student", "kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "fitnet", "at", "rkd", "pkt", "sp",
+           "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc", "vid", "nst", "ofd", "reviewkd"]
+#: AT with the resnet20 student of RepDistiller's pair, against its own plain student
+AT_CHECK = ["student-resnet20", "at-resnet20"]
 #: SSKD's few-shot and noisy-label regimes, each measured against its own plain student
 REGIMES = ["student-25pc", "kd-25pc", "sskd-25pc", "student-noise50", "kd-noise50", "sskd-noise50"]
 
 
 def test_shipped_manifest_lists_every_method_with_student_as_baseline():
     manifest = load_manifest(SHIPPED_SUITE)
-    assert list(manifest.method_names) == METHODS + REGIMES
+    assert list(manifest.method_names) == METHODS + AT_CHECK + REGIMES
     baselines = {method.name: method.baseline for method in manifest.methods}
+    assert {baselines[name] for name in AT_CHECK} == {"student-resnet20"}
     assert {baselines[name] for name in REGIMES[:3]} == {"student-25pc"}
     assert {baselines[name] for name in REGIMES[3:]} == {"student-noise50"}
     assert manifest.baseline == "student" and manifest.seeds == 3
@@ -31,7 +35,7 @@ def test_shipped_manifest_lists_every_method_with_student_as_baseline():
 
 
 def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
-    """All 13 methods, the 6 regime rows and the fine-tune, terms and parameters included, without ../shared."""
+    """All 23 methods, the 2 AT-check rows, the 6 regime rows and the fine-tune, terms and parameters included, without ../shared."""
     zip_path = write_imagefolder_zip(tmp_path / "tiny.zip")
     weights = tmp_path / "resnet56.th"
     torch.save(create_model("resnet56", num_classes=10, shortcut="A").state_dict(), weights)
@@ -39,11 +43,12 @@ def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
         suite_dir=SHIPPED_SUITE, out_dir=tmp_path / "out", overrides=(f"data.root={zip_path}",),
         teacher_checkpoint=weights,
     ))
-    assert len(plan.runs) == 19 * 3 and plan.jobs == 2
+    assert len(plan.runs) == (len(METHODS) + len(AT_CHECK) + len(REGIMES)) * 3 and plan.jobs == 2
     # SSKD's teacher head runs once per training set, as its own task
     assert plan.with_prerequisites == ("sskd", "sskd-25pc", "sskd-noise50")
     cached = {run.method for run in plan.runs if run.cache is not None}
     assert cached == {"kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "rkd", "pkt",
+                      "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc",
                       "kd-25pc", "sskd-25pc", "kd-noise50", "sskd-noise50"}
     keys = [task.key for task in build_tasks(plan)]
     assert keys[:5] == ["pretrained", "teacher", "prerequisites:sskd", "prerequisites:sskd-25pc",

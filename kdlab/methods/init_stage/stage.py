@@ -42,7 +42,7 @@ from kdlab.config import Config, ConfigError, flatten_config, from_dict, to_dict
 from kdlab.config.teacher_source import resolve_teacher_source
 from kdlab.data.cache import default_cache_dir
 from kdlab.methods.base import Prerequisite
-from kdlab.methods.sskd.phase1 import is_writable, teacher_home
+from kdlab.methods.sskd.phase1 import NOT_HASHED, is_writable, teacher_home
 
 #: bump when an initialisation recipe changes in a way its config does not show
 RECIPE_VERSION = 1
@@ -60,22 +60,10 @@ FT_SMALL_LR_STUDENTS = frozenset({
 })
 
 #: keys that do not change what an initialisation run trains (paths, speed, display), left out of its digest
-_NOT_HASHED = frozenset({
-    "description",
-    "model.checkpoint",  # FT: the teacher file, FSP / AB: the student's; both hashed by their bytes
-    "teacher.checkpoint",
-    "trainer.out_dir",
-    "trainer.device",
-    "trainer.progress",
+_NOT_HASHED = NOT_HASHED | {
+    "teacher.checkpoint",  # FSP / AB: the teacher file, hashed by its bytes (model.checkpoint likewise)
     "trainer.num_threads",
-    "trainer.stop_after_steps",
-    "trainer.time_limit",
-    "data.root",
-    "data.download",
-    "data.cache_dir",
-    "data.num_workers",
-    "data.eval_batch_size",
-})
+}
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ HEAD_GAMMA = 0.1
 HEAD_SEED = 0
 HEAD_LOG_EVERY = 50
 
-#: keys that do not change the trained head (paths, speed, display), left out of its digest
-_NOT_HASHED = frozenset(
+#: keys that do not change the trained head (paths, speed, display), left out of its digest; the
+#: initialisation stages of FSP / AB / FT (kdlab.methods.init_stage) extend this set
+NOT_HASHED = frozenset(
     {
         "description",
         "model.checkpoint",  # replaced by the digest of the file's bytes
@@ -156,7 +157,7 @@ def head_digest(cfg: Config, settings: HeadSettings) -> str:
     payload = {
         "recipe_version": RECIPE_VERSION,
         "teacher_sha256": file_sha256(checkpoint),
-        "config": {k: v for k, v in recipe.items() if k not in _NOT_HASHED},
+        "config": {k: v for k, v in recipe.items() if k not in NOT_HASHED},
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

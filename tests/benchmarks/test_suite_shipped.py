@@ -13,7 +13,8 @@ from suite_fixtures import SHIPPED_SUITE, write_imagefolder_zip
 
 #: the result names the brief fixes, in table order
 METHODS = ["student", "kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "fitnet", "at", "rkd", "pkt", "sp",
-           "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc", "vid", "nst", "ofd", "reviewkd"]
+           "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc", "vid", "nst", "ofd", "reviewkd",
+           "mlkd", "fsp", "ab", "ft"]
 #: AT with the resnet20 student of RepDistiller's pair, against its own plain student
 AT_CHECK = ["student-resnet20", "at-resnet20"]
 #: SSKD's few-shot and noisy-label regimes, each measured against its own plain student
@@ -35,7 +36,7 @@ def test_shipped_manifest_lists_every_method_with_student_as_baseline():
 
 
 def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
-    """All 23 methods, the 2 AT-check rows, the 6 regime rows and the fine-tune, terms and parameters included, without ../shared."""
+    """All 27 methods, the 2 AT-check rows, the 6 regime rows and the fine-tune, terms and parameters included, without ../shared."""
     zip_path = write_imagefolder_zip(tmp_path / "tiny.zip")
     weights = tmp_path / "resnet56.th"
     torch.save(create_model("resnet56", num_classes=10, shortcut="A").state_dict(), weights)
@@ -44,19 +45,20 @@ def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
         teacher_checkpoint=weights,
     ))
     assert len(plan.runs) == (len(METHODS) + len(AT_CHECK) + len(REGIMES)) * 3 and plan.jobs == 2
-    # SSKD's teacher head runs once per training set, as its own task
-    assert plan.with_prerequisites == ("sskd", "sskd-25pc", "sskd-noise50")
+    # SSKD's teacher head runs once per training set, FSP/AB/FT's initialisation stages once per method,
+    # each as its own task
+    assert plan.with_prerequisites == ("sskd", "fsp", "ab", "ft", "sskd-25pc", "sskd-noise50")
     cached = {run.method for run in plan.runs if run.cache is not None}
     assert cached == {"kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "rkd", "pkt",
-                      "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc",
+                      "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc", "mlkd",
                       "kd-25pc", "sskd-25pc", "kd-noise50", "sskd-noise50"}
     keys = [task.key for task in build_tasks(plan)]
-    assert keys[:5] == ["pretrained", "teacher", "prerequisites:sskd", "prerequisites:sskd-25pc",
-                        "prerequisites:sskd-noise50"]
+    assert keys[:8] == ["pretrained", "teacher", "prerequisites:sskd", "prerequisites:fsp", "prerequisites:ab",
+                        "prerequisites:ft", "prerequisites:sskd-25pc", "prerequisites:sskd-noise50"]
     assert keys.index("cache:0") < keys.index("run:kd:0") < keys.index("run:student:1")  # seeds outermost
-    # SSKD's 4 rotated views and each regime's training set get caches of their own
+    # SSKD's 4 rotated views, MLKD's weak and strong views and each regime's training set get caches of their own
     seed0_caches = {key for key in keys if key.startswith("cache:0:")}
-    assert len(seed0_caches) == 5
+    assert len(seed0_caches) == 6
     assert not (tmp_path / "out").exists()
 
 

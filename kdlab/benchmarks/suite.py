@@ -397,9 +397,14 @@ def _report_only(plan: SuitePlan, echo: Echo) -> SuiteResult:
     progress = _Progress(plan, len(tasks), echo)
     run_tasks(tasks, 1, progress, stop_on_failure=False)
     rows = summarize_suite(plan, progress.outcomes, progress.teacher, progress.pretrained, progress.teacher_evals)
-    result = SuiteResult(plan, rows, progress.outcomes, progress.failures, progress.timings, started_at,
+    failures = progress.failures
+    if plan.options.previous is not None:
+        from kdlab.benchmarks.suite_carry import carry_previous_rows
+
+        rows, failures = carry_previous_rows(plan, rows, failures, plan.options.previous, echo)
+    result = SuiteResult(plan, rows, progress.outcomes, failures, progress.timings, started_at,
                          time.monotonic() - clock, time.process_time() - cpu_clock, _load_average(),
-                         EXIT_FAILURES if progress.failures else 0, report_only=True)
+                         EXIT_FAILURES if failures else 0, report_only=True)
     result.files = write_outputs(result)
     return result
 

@@ -58,6 +58,7 @@ class SuiteOptions:
     command: str = "kdlab bench suite"
     pairs: Optional[tuple[str, ...]] = None  # suites with pairs: run only these
     report_only: bool = False  # train nothing: the report of the runs already finished in out_dir
+    previous: Optional[Path] = None  # with report_only: an earlier results.json whose rows stand for unrun methods
 
 
 # ---------------------------------------------------------------------------------------------- problems

@@ -37,6 +37,7 @@ from kdlab.benchmarks.suite_compare import (
     target_lines,
     verdict,
 )
+from kdlab.benchmarks.suite_carry import CARRIED_MARK, carried_note
 from kdlab.benchmarks.suite_manifest import TEACHER
 from kdlab.engine.builders import channels_last
 
@@ -270,9 +271,14 @@ def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     header = [*header, "wall/run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row, cells in zip(rows, body):
+        if row.get("carried_from"):
+            cells = [f"{cells[0]} {CARRIED_MARK}", *cells[1:]]
         lines.append("| " + " | ".join([*cells, format_seconds(row.get("wall_seconds_mean"))]) + " |")
     lines.append("")
     lines += [f"- {note}" for note in footnotes(rows)]
+    carried = carried_note(rows)
+    if carried is not None:
+        lines.append(f"- {carried}")
     lines.append("- wall/run = setup, training, evaluation and (label-free runs) the linear probe, per run, as the "
                  "suite measured it (see Cost).")
     return lines

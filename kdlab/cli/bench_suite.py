@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report of the runs already finished in --out (unfinished ones "
                         "are listed; exit 1 when any is not finished)")
+    p.add_argument("--previous", type=Path, metavar="RESULTS.json",
+                   help="with --report-only: keep the rows of an earlier results.json (e.g. docs/benchmarks.json) for "
+                        "the methods with no finished run in --out, marked as carried, when their config, terms, model "
+                        "and epochs are the planned ones")
     p.add_argument("--doc", type=Path, metavar="PATH.md",
                    help="also write the report there (with --dry-run: the protocol and command only)")
     p.add_argument("--results-json", type=Path, metavar="PATH.json", help="also write the result rows there")
@@ -82,12 +86,17 @@ def run(args: argparse.Namespace) -> int:
         doc=args.doc,
         results_json=args.results_json,
         report_only=args.report_only,
+        previous=args.previous,
         verbose=args.verbose,
         command=_command_line(),
     )
     if args.report_only and (args.fresh or args.dry_run):
         other = "--fresh" if args.fresh else "--dry-run"
         print(f"kdlab bench suite: error: --report-only reads the finished runs; it cannot be combined with {other}",
+              file=sys.stderr)
+        return 2
+    if args.previous is not None and not args.report_only:
+        print("kdlab bench suite: error: --previous carries earlier rows into a report; it needs --report-only",
               file=sys.stderr)
         return 2
     if args.dry_run:

@@ -221,7 +221,8 @@ def run_extras(run: RunRecord) -> dict[str, float]:
     return extras
 
 
-def _describe_terms(config: dict[str, Any]) -> str:
+def describe_terms(config: dict[str, Any]) -> str:
+    """A config's loss terms as the tables show them: ``0.1*ce + 0.9*kd``."""
     parts = []
     for term in config.get("distill", {}).get("terms", []):
         if isinstance(term, dict):
@@ -254,7 +255,7 @@ def summarize(group: RunGroup) -> dict[str, Any]:
     row["completed"] = sum(run.completed for run in group.runs)
     row["model"] = first.get("model", {}).get("name")
     row["teacher"] = first.get("teacher", {}).get("checkpoint") or first.get("teacher", {}).get("name")
-    row["terms"] = _describe_terms(first)
+    row["terms"] = describe_terms(first)
     row["label_free"] = group.runs[0].label_free
     row["description"] = first.get("description", "")
     row["runs"] = [str(run.path) for run in group.runs]

@@ -17,7 +17,7 @@ from kdlab.engine.trainer import Trainer
 from kdlab.losses import fsp_loss
 from kdlab.methods.build import prerequisites
 from kdlab.methods.init_stage import FSPInitTerm, ft_init_lr
-from kdlab.methods.init_stage import stage as stage_module
+from kdlab.methods import prerequisite_place
 from kdlab.models import create_model
 
 TINY = [
@@ -284,7 +284,7 @@ def test_read_only_teacher_folder_falls_back_to_the_user_cache(teachers, tmp_pat
                                                                  monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("KDLAB_CACHE_DIR", str(tmp_path / "cache"))
     teacher_dir = teachers["resnet8"].parent.resolve()
-    monkeypatch.setattr(stage_module, "is_writable", lambda path: teacher_dir not in Path(path).resolve().parents)
+    monkeypatch.setattr(prerequisite_place, "is_writable", lambda path: teacher_dir not in Path(path).resolve().parents)
     (need,) = prerequisites(config(teachers["resnet8"], "resnet8", tmp_path, "{name: ab, init_epochs: 3}"))
     assert need.produces.parent.parent == tmp_path / "cache" / "ab_init"
 

@@ -11,7 +11,7 @@ from kdlab.config import ConfigError, load_config
 from kdlab.engine.checkpoint import CheckpointError
 from kdlab.methods.build import prerequisites
 from kdlab.methods.sskd import HeadSettings, SSKDTerm, head_run_config, head_run_dir, load_head_state
-from kdlab.methods.sskd import phase1
+from kdlab.methods import prerequisite_place
 
 from sskd_testkit import TINY, head_state
 
@@ -87,7 +87,7 @@ def test_read_only_teacher_folder_falls_back_to_the_user_cache(
     cfg = sskd_cfg(teacher_file)
     beside = head_run_dir(cfg, HeadSettings())
     teacher_dir = teacher_file.parent.resolve()
-    monkeypatch.setattr(phase1, "is_writable", lambda path: teacher_dir not in Path(path).resolve().parents)
+    monkeypatch.setattr(prerequisite_place, "is_writable", lambda path: teacher_dir not in Path(path).resolve().parents)
     fallback = head_run_dir(cfg, HeadSettings())
     assert fallback == cache / "sskd_head" / beside.name
     (need,) = prerequisites(cfg)
@@ -155,7 +155,7 @@ def test_head_files_that_do_not_fit_are_refused(tmp_path: Path):
 
 
 def test_a_folder_without_write_bits_is_read_only_even_for_root(tmp_path: Path):
-    from kdlab.methods.sskd.phase1 import is_writable
+    from kdlab.methods.prerequisite_place import is_writable
 
     shared = tmp_path / "teachers"
     shared.mkdir()

@@ -40,9 +40,8 @@ import torch
 from kdlab.checkpoint_io import file_sha256, load_checkpoint_file
 from kdlab.config import Config, ConfigError, flatten_config, from_dict, to_dict
 from kdlab.config.teacher_source import resolve_teacher_source
-from kdlab.data.cache import default_cache_dir
 from kdlab.methods.base import Prerequisite
-from kdlab.methods.sskd.phase1 import NOT_HASHED, is_writable, teacher_home
+from kdlab.methods.prerequisite_place import NOT_HASHED, prerequisite_run_dir
 
 #: bump when an initialisation recipe changes in a way its config does not show
 RECIPE_VERSION = 1
@@ -211,18 +210,9 @@ def stage_digest(derived: Config) -> str:
 
 
 def stage_run_dir(cfg: Config, folder: str, digest: str) -> Path:
-    """Where a stage lives: a finished run beside the teacher or in the user cache, else an interrupted one
-    in a writable place, else beside the teacher when writable, else the user cache (SSKD's head order)."""
-    _, checkpoint, _, _ = resolve_teacher_source(cfg)
-    beside = teacher_home(cfg, checkpoint) / folder / digest
-    cached = default_cache_dir() / folder / digest
-    for place in (beside, cached):
-        if (place / "final.json").exists():
-            return place
-    for place in (beside, cached):
-        if (place / "checkpoints" / "last.pt").exists() and is_writable(place):
-            return place
-    return beside if is_writable(beside) else cached
+    """Where a stage lives: beside the teacher, else in the user cache (SSKD's head order, see
+    :func:`kdlab.methods.prerequisite_place.prerequisite_run_dir`)."""
+    return prerequisite_run_dir(cfg, folder, digest)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -26,10 +25,10 @@ from typing import Any, Iterable, Optional
 import torch
 
 from kdlab.config import Config, ConfigError, flatten_config, from_dict, to_dict
-from kdlab.data.cache import default_cache_dir
 from kdlab.config.teacher_source import resolve_teacher_source
 from kdlab.checkpoint_io import CheckpointError, file_sha256, load_checkpoint_file
 from kdlab.methods.base import Prerequisite
+from kdlab.methods.prerequisite_place import NOT_HASHED, prerequisite_run_dir
 
 #: the phase-1 term's name and key (its head's checkpoint keys start with ``terms.<key>.head.``)
 HEAD_TERM = "sskd_head"
@@ -46,25 +45,6 @@ HEAD_GAMMA = 0.1
 #: settings only, so every seed of the student shares one head
 HEAD_SEED = 0
 HEAD_LOG_EVERY = 50
-
-#: keys that do not change the trained head (paths, speed, display), left out of its digest; the
-#: initialisation stages of FSP / AB / FT (kdlab.methods.init_stage) extend this set
-NOT_HASHED = frozenset(
-    {
-        "description",
-        "model.checkpoint",  # replaced by the digest of the file's bytes
-        "trainer.out_dir",
-        "trainer.device",
-        "trainer.progress",
-        "trainer.stop_after_steps",
-        "trainer.time_limit",
-        "data.root",
-        "data.download",
-        "data.cache_dir",
-        "data.num_workers",
-        "data.eval_batch_size",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -93,14 +73,6 @@ class HeadSettings:
         if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in stones):
             raise ValueError(f"head_milestones={list(stones)!r} must be whole epochs >= 1")
         return cls(epochs=epochs, lr=float(lr), milestones=tuple(sorted(stones)))
-
-
-def teacher_home(cfg: Config, checkpoint_file: str) -> Path:
-    """The folder the head goes beside: the teacher's run folder, or its checkpoint file's folder."""
-    given = cfg.teacher.checkpoint
-    if given is not None and Path(given).is_dir():
-        return Path(given)
-    return Path(checkpoint_file).parent
 
 
 def head_run_config(cfg: Config, settings: HeadSettings, out_dir: str | Path) -> Config:
@@ -164,23 +136,9 @@ def head_digest(cfg: Config, settings: HeadSettings) -> str:
 
 
 def head_run_dir(cfg: Config, settings: HeadSettings) -> Path:
-    """Where phase 1 of this teacher + settings lives (finished, in progress, or to be run).
-
-    Order: a finished run beside the teacher, a finished run in the user cache,
-    an interrupted run in a writable place (resumed), else beside the teacher
-    when that is writable, else the user cache.
-    """
-    _, checkpoint, _, _ = resolve_teacher_source(cfg)
-    digest = head_digest(cfg, settings)
-    beside = teacher_home(cfg, checkpoint) / HEAD_TERM / digest
-    cached = default_cache_dir() / HEAD_TERM / digest  # $KDLAB_CACHE_DIR or ~/.cache/kdlab
-    for place in (beside, cached):
-        if (place / "final.json").exists():
-            return place
-    for place in (beside, cached):
-        if (place / "checkpoints" / "last.pt").exists() and is_writable(place):
-            return place
-    return beside if is_writable(beside) else cached
+    """Where phase 1 of this teacher + settings lives (finished, in progress, or to be run); see
+    :func:`kdlab.methods.prerequisite_place.prerequisite_run_dir` for the order of the places."""
+    return prerequisite_run_dir(cfg, HEAD_TERM, head_digest(cfg, settings))
 
 
 def head_prerequisite(cfg: Config, settings: HeadSettings) -> Prerequisite:
@@ -192,24 +150,6 @@ def head_prerequisite(cfg: Config, settings: HeadSettings) -> Prerequisite:
         config=head_run_config(cfg, settings, run_dir),
         produces=run_dir / "final.json",
     )
-
-
-def is_writable(path: Path) -> bool:
-    """Whether ``path`` (or, when missing, its nearest existing ancestor) accepts new files.
-
-    A folder without any write permission bit counts as read-only even for root, who could write
-    there anyway: a shared teacher folder marked read-only must not collect heads.
-    """
-    probe = Path(path).absolute()
-    while not probe.exists():
-        if probe.parent == probe:
-            return False
-        probe = probe.parent
-    if not probe.is_dir() or not probe.stat().st_mode & 0o222:
-        return False
-    return os.access(probe, os.W_OK | os.X_OK)
-
-
 
 
 #: where a head's weights may sit inside a file: a kdlab phase-1 checkpoint, the official
@@ -262,8 +202,6 @@ def _check_head_shapes(head: dict[str, torch.Tensor], dim: Optional[int], path: 
             f"SSKD teacher head in {path} has shapes {shapes}, but the teacher's embedding has "
             f"{expected_dim} dimensions (expected {expected}): was it trained for another teacher?"
         )
-
-
 
 
 def require_finished(run_dir: Path) -> Path:

@@ -170,9 +170,9 @@ def build_tasks(plan: SuitePlan, new_teacher: bool = False, stale_teachers: Coll
         tasks.append(Task(TEACHER, "teacher fine-tune", task_run, (plan.teacher_run, True)))
         teacher_deps = (TEACHER,)
     for method in plan.with_prerequisites:
-        first = next(r for r in plan.runs if r.method == method)
+        runs = tuple(r for r in plan.runs if r.method == method)
         tasks.append(Task(f"prerequisites:{method}", f"{method}: runs its terms need first",
-                          task_prerequisites, (first,), teacher_deps))
+                          task_prerequisites, runs, teacher_deps))
     for seed in range(plan.seeds):
         for run in (r for r in plan.runs if r.seed == seed):
             distils = any(o.startswith("teacher.checkpoint=") for o in run.overrides)

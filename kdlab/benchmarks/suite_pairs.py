@@ -228,8 +228,8 @@ def build_pair_tasks(plan: SuitePlan, stale_teachers: Collection[str] = ()) -> l
             tasks.append(Task(f"pretrained:{teacher.label}", f"teacher {teacher.label} evaluation", task_pretrained,
                               (teacher.config, teacher.overrides, teacher.checkpoint, teacher.out_file)))
     for group in plan.with_prerequisites:
-        first = next(r for r in plan.runs if r.prerequisite_group == group)
-        tasks.append(Task(f"prerequisites:{group}", f"{group}: runs its terms need first", task_prerequisites, (first,)))
+        members = tuple(r for r in plan.runs if r.prerequisite_group == group)
+        tasks.append(Task(f"prerequisites:{group}", f"{group}: runs its terms need first", task_prerequisites, members))
     keys = {task.key for task in tasks}
     for seed in range(plan.seeds):
         for run in (r for r in plan.runs if r.seed == seed):

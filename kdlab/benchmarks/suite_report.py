@@ -306,7 +306,7 @@ def _cost_lines(result: "SuiteResult") -> list[str]:
         )
     for method, info in result.timings.get("prerequisites", {}).items():
         if info.get("ran"):
-            lines.append(f"- {method}: {', '.join(info['ran'])}, once for all seeds (wall / CPU): "
+            lines.append(f"- {method}: {', '.join(info['ran'])}, before its runs (wall / CPU): "
                          f"{format_seconds(info.get('seconds'))} / {format_seconds(info.get('cpu_seconds'))}")
     if result.timings.get("teacher_pretrained_eval") is not None:
         lines.append(f"- pretrained teacher evaluation: {format_seconds(result.timings['teacher_pretrained_eval'])}")

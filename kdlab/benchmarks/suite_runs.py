@@ -264,27 +264,33 @@ def task_cache(run: PlannedRun, force: bool, verbose: bool) -> dict[str, Any]:
             "built": built}
 
 
-def task_prerequisites(run: PlannedRun) -> dict[str, Any]:
-    """Run what ``run``'s loss terms need finished first (SSKD: the teacher's head), once for all seeds.
+def task_prerequisites(*runs: PlannedRun) -> dict[str, Any]:
+    """Run what the loss terms of ``runs`` (one method's seeds) need finished first, as one task.
 
-    The trainer would run them itself; doing it here, as one task, keeps two SSKD
-    runs in parallel workers from training the same head at the same time.
+    SSKD's teacher head and FT's paraphraser are one run shared by every seed; FSP's and AB's
+    initialisation stages train the student, so each seed has its own. The trainer would run them
+    itself; doing it here keeps parallel workers from training the same prerequisite at once.
     """
     from kdlab.engine.trainer import Trainer
     from kdlab.methods.build import prerequisites
 
     started, cpu_started = time.monotonic(), time.process_time()
-    done = []
-    for need in prerequisites(run.load()):
-        if Path(need.produces).exists():
-            continue
-        resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
-        result = Trainer(need.config).fit(resume=resume)
-        if not result.completed:
-            raise SuiteInterrupted(f"{need.description} stopped early; run the same command again to continue")
-        done.append(need.description)
+    done: dict[str, int] = {}
+    seen: set[str] = set()
+    for run in runs:
+        for need in prerequisites(run.load()):
+            produces = str(need.produces)
+            if produces in seen or Path(need.produces).exists():
+                continue
+            seen.add(produces)
+            resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
+            result = Trainer(need.config).fit(resume=resume)
+            if not result.completed:
+                raise SuiteInterrupted(f"{need.description} stopped early; run the same command again to continue")
+            done[need.description] = done.get(need.description, 0) + 1
+    ran = [what if count == 1 else f"{what} x{count} (one per seed)" for what, count in done.items()]
     return {"seconds": round(time.monotonic() - started, 2), "cpu_seconds": round(time.process_time() - cpu_started, 2),
-            "ran": done}
+            "ran": ran}
 
 
 def task_pretrained(config: Path, overrides: tuple[str, ...], checkpoint: Path, out_file: Path) -> dict[str, Any]:

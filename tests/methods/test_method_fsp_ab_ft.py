@@ -313,3 +313,21 @@ def test_building_without_the_stage_says_it_has_not_run(teachers, tmp_path: Path
         build_distiller(cfg, create_model("resnet8", num_classes=4),
                         FrozenTeacher(create_model("resnet8", num_classes=4)), num_classes=4, train_size=32,
                         image_size=8, in_chans=3, steps_per_epoch=2, device=torch.device("cpu"))
+
+
+def test_the_suite_runs_every_seeds_init_stage_in_one_prerequisite_task(teachers, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """FSP's stage trains the student, so each seed has its own; the suite's task runs them all, once each."""
+    from kdlab.benchmarks.suite_runs import PlannedRun, task_prerequisites
+
+    monkeypatch.setenv("KDLAB_CACHE_DIR", str(tmp_path / "cache"))
+    base = [*TINY, "model.name=resnet8", "teacher.name=resnet8", f"teacher.checkpoint={teachers['resnet8']}",
+            "distill.terms=[{name: ce}, {name: fsp, weight: 0, init_epochs: 1}]"]
+    runs = [PlannedRun("fsp", seed, None, tmp_path / f"seed{seed}", (*base, f"trainer.seed={seed}",
+                                                                    f"trainer.out_dir={tmp_path / f'seed{seed}'}"))
+            for seed in (0, 1, 0)]
+    done = task_prerequisites(*runs)
+    assert done["ran"] == [done["ran"][0]] and done["ran"][0].endswith("x2 (one per seed)")
+    needs = [need for run in runs[:2] for need in prerequisites(run.load())]
+    assert len({need.produces for need in needs}) == 2 and all(need.produces.exists() for need in needs)
+    assert task_prerequisites(*runs)["ran"] == []  # finished stages are not trained again

@@ -27,6 +27,9 @@ COMMANDS = (
     "report",
     "knn_index",
     "cache_teacher",
+    "export",
+    "profile",
+    "recipes",
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Protocol, runtime_checkable
+from typing import Any, Iterator, Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -59,3 +59,10 @@ class DataBundle:
     #: lines saying how the training set differs from the dataset's (data.per_class, data.label_noise),
     #: announced when the data is built
     notes: list[str] = field(default_factory=list)
+
+    def facts(self) -> dict[str, Any]:
+        """What a deployed model needs about its input and output, recorded in every checkpoint
+        (``data_facts``): number and names of the classes, channels, resolution, normalisation."""
+        return {"num_classes": int(self.num_classes), "classes": [str(c) for c in self.classes],
+                "in_chans": int(self.in_chans), "image_size": int(self.image_size),
+                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}

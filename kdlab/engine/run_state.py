@@ -65,6 +65,8 @@ def checkpoint_state(run: Any) -> dict[str, Any]:
         "best": run.best,
         "rng": rng_state(),
         "config": to_dict(run.cfg),
+        # the input and output a deployed student expects (kdlab export / profile read them)
+        "data_facts": run.data.facts() if hasattr(run.data, "facts") else None,
         "world_size": run.dist.world_size,
         "kdlab_version": kdlab.__version__,
     }

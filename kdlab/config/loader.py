@@ -105,8 +105,14 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> Config:
-    """Read a YAML config (or none: all defaults), apply overrides, validate."""
-    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    """Read a YAML config (or none: all defaults), apply overrides, validate.
+
+    ``path`` is a file, or the name of a shipped recipe (``cifar100/kd/resnet32x4_resnet8x4``;
+    see :mod:`kdlab.config.recipes`); a file on disk wins.
+    """
+    from kdlab.config.recipes import resolve_config  # it imports ConfigError from here
+
+    data: dict[str, Any] = _read_yaml(resolve_config(path)) if path is not None else {}
     return from_dict(apply_overrides(data, overrides))
 
 

@@ -333,10 +333,67 @@ class EvalConfig:
     manifold: bool = False
 
 
+WANDB_KEYS = ("project", "name", "mode")
+WANDB_MODES = ("offline", "online")
+
+
+def _wandb_text(key: str, value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # a number-like YAML value, as the loader reads any string key
+    if not isinstance(value, str) or not value.strip():
+        raise _config_error(f"{key} must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _wandb_settings(value: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """``logging.wandb`` checked: empty (off), or {project, name (default null), mode (default offline)}.
+
+    A mapping rather than a nested dataclass: the default (empty) adds no key to a flattened config,
+    so resumed runs and the digests of prerequisite runs (SSKD's head, FSP/AB/FT's stages) stay as
+    they were before this key existed.
+    """
+    if not value:
+        return {}
+    unknown = [k for k in value if k not in WANDB_KEYS]
+    if unknown:
+        raise _config_error(
+            f"unknown config key logging.wandb.{unknown[0]} (logging.wandb takes {', '.join(WANDB_KEYS)})"
+        )
+    if value.get("project") is None:
+        raise _config_error("logging.wandb.project is required when logging.wandb is set (the W&B project)")
+    mode = value.get("mode")
+    mode = "offline" if mode is None else mode
+    if mode not in WANDB_MODES:
+        raise _config_error(f"logging.wandb.mode={mode!r} is not one of {', '.join(WANDB_MODES)}")
+    name = value.get("name")
+    return {
+        "project": _wandb_text("logging.wandb.project", value["project"]),
+        "name": None if name is None else _wandb_text("logging.wandb.name", name),
+        "mode": mode,
+    }
+
+
 @dataclass
 class LoggingConfig:
-    tensorboard: bool = False
-    csv: bool = False
+    """Where a run's numbers go besides metrics.jsonl (docs/logging.md); only rank 0 writes."""
+
+    tensorboard: bool = field(
+        default=False,
+        metadata={"doc": "TensorBoard event files in RUN_DIR/tensorboard: train/<term>, train/loss, train/lr every "
+                         "trainer.log_every steps and epoch/<key> for each metrics.jsonl value "
+                         "(pip install 'kdlab[tensorboard]')"},
+    )
+    csv: bool = field(
+        default=False, metadata={"doc": "metrics.csv beside metrics.jsonl: the same rows, a column per key"}
+    )
+    wandb: Optional[dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"doc": "Weights & Biases: {project: P, name: N, mode: offline|online} (name default: the run "
+                         "folder's name; mode default: offline); empty or null: off (pip install 'kdlab[wandb]')"},
+    )
+
+    def __post_init__(self) -> None:
+        self.wandb = _wandb_settings(self.wandb)
 
 
 @dataclass

@@ -28,6 +28,14 @@ DEFAULT_CHECKPOINT = "best"
 CHECKPOINT_CHOICES = ("best", "last")
 
 
+class UnsupportedTaskError(ConfigError):
+    """The run's task has no deployable student here yet (detection): callers name what they cannot do."""
+
+    def __init__(self, message: str, task: str) -> None:
+        super().__init__(message)
+        self.task = task
+
+
 @dataclass(frozen=True)
 class DataFacts:
     """What a deployed model needs to know about its input and output."""
@@ -157,7 +165,9 @@ def load_student(
     state = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
     cfg = _config_of(state, checkpoint, run_dir)
     if cfg.task != "classification":
-        raise ConfigError(f"{checkpoint}: task {cfg.task!r}: only classification students are supported here yet")
+        raise UnsupportedTaskError(
+            f"{checkpoint}: task {cfg.task!r}: only classification students are supported here yet", cfg.task
+        )
     weights = state.get("model")
     if not isinstance(weights, dict) or not weights:
         raise CheckpointError(f"{checkpoint}: no student weights (the checkpoint's 'model' entry is missing or empty)")
@@ -184,6 +194,7 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "DataFacts",
     "LoadedStudent",
+    "UnsupportedTaskError",
     "build_student_network",
     "load_student",
     "resolve_checkpoint",

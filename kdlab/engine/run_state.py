@@ -38,6 +38,12 @@ OPERATIONAL_KEYS = {
     "data.cache_dir",
     "data.eval_batch_size",
     "description",
+    # where the numbers are shown, not what is learned: a resumed run may turn a backend on or off
+    "logging.tensorboard",
+    "logging.csv",
+    "logging.wandb.project",
+    "logging.wandb.name",
+    "logging.wandb.mode",
 }
 
 RESUME_KEYS = ("model", "method", "optimizer", "epoch", "step", "rng", "config")

@@ -25,6 +25,7 @@ from kdlab.config import Config, ConfigError, dump_yaml, load_config
 from kdlab.engine import builders, distributed
 from kdlab.engine.checkpoint import atomic_copy
 from kdlab.engine.finite_guard import DeferredFiniteCheck, prepare_optimizer_for_skips
+from kdlab.engine.loggers import RunLoggers
 from kdlab.engine.metric_reduction import add_losses, agree, epoch_means, flush_into
 from kdlab.engine.metrics_log import MetricsLog
 from kdlab.engine.progress import EpochProgress, say
@@ -89,6 +90,8 @@ class Trainer:
         if self.cfg.trainer.num_threads is not None:
             torch.set_num_threads(self.cfg.trainer.num_threads)
         self.dist, self.device = distributed.setup(self.cfg.trainer.device)
+        # before anything is built: a logging backend asked for and not installed fails at once
+        self.loggers = RunLoggers(self.cfg, self.out_dir, is_main=self.dist.is_main)
         # only rank 0 talks: progress lines, summaries and files are its job
         self.progress_mode = self.cfg.trainer.progress if self.dist.is_main else "none"
         self._build()
@@ -275,7 +278,7 @@ class Trainer:
         self._limit = parse_duration(cfg.trainer.time_limit) if cfg.trainer.time_limit else None
         self._started = _now()
         self._steps_this_process = 0
-        with StopSignal() as stop:
+        with StopSignal() as stop, self.loggers.start(self.global_step):
             while self.epoch < cfg.trainer.epochs:
                 bar = EpochProgress(self.progress_mode, steps, self.step_in_epoch, f"epoch {self.epoch}")
                 tick = _now()
@@ -286,6 +289,8 @@ class Trainer:
                     self._epoch_steps += 1
                     self._steps_this_process += 1
                     if self.global_step % cfg.trainer.log_every == 0:
+                        lr = self.optimizer.param_groups[0]["lr"]
+                        self.loggers.log_step(self.global_step, {"loss": out.loss, **out.terms, "lr": lr})
                         bar.update({"loss": f"{float(out.loss.detach()):.4f}"})
                     else:
                         bar.update()
@@ -361,6 +366,7 @@ class Trainer:
         row["steps"] = self.global_step
         if self.dist.is_main:
             self.metrics.append(row)
+        self.loggers.log_epoch(row)
         say(self.progress_mode, self._summary(row))
         self.epoch += 1
         self.step_in_epoch = 0

@@ -31,6 +31,12 @@ NOT_HASHED = frozenset(
         "data.cache_dir",
         "data.num_workers",
         "data.eval_batch_size",
+        # where the numbers are shown, not what is learned
+        "logging.tensorboard",
+        "logging.csv",
+        "logging.wandb.project",
+        "logging.wandb.name",
+        "logging.wandb.mode",
     }
 )
 

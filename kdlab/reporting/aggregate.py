@@ -17,6 +17,8 @@ benchmark suite share this schema:
 ``map_mean/std``      detection runs (``metric`` = ``val_map``): COCO AP@[.50:.95] in AP points
                       (x100 of pycocotools' fraction) at the final epoch, equal to ``top1_mean/std``;
                       ``best_map_*``, ``map50_*`` and ``val_map<50|75|_small|...>_*`` likewise
+``profile``, ``profile_run`` the object ``kdlab profile`` wrote (``profile.json``) for the group's first
+                      profiled run, and that run's folder; absent when no run was profiled
 ``<metric>_mean/std`` further metrics when present: ``val_top5``, ``val_knn<k>`` (final epoch),
                       ``linear_top1``, ``knn<k>``, ``manifold_*`` (from ``eval.json`` of last.pt)
 
@@ -262,6 +264,9 @@ def summarize(group: RunGroup) -> dict[str, Any]:
     per_run = [run_extras(run) for run in group.runs]
     for key in sorted({k for extras in per_run for k in extras}):
         row[f"{key}_mean"], row[f"{key}_std"] = mean_std([extras[key] for extras in per_run if key in extras])
+    profiled = [run for run in group.runs if run.profile]
+    if profiled:  # kdlab profile's object of the group's first profiled run (profile.json)
+        row["profile"], row["profile_run"] = profiled[0].profile, str(profiled[0].path)
     if row["metric"] == "val_map":  # the detection names of the headline and AP50 columns
         row["map_mean"], row["map_std"] = row["top1_mean"], row["top1_std"]
         row["best_map_mean"], row["best_map_std"] = row["best_top1_mean"], row["best_top1_std"]

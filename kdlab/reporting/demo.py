@@ -15,6 +15,7 @@ Layout of the output folder::
     <out>/report.md                the table and how it was made
     <out>/accuracy.png, training_curves.png, embedding_teacher_vs_coss.png
     <out>/demo.json                what the demo ran (also marks the folder as the demo's)
+    <out>/<method>/seed<k>/profile.json  ``kdlab profile`` of the best distilled run beside the teacher
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from kdlab.reporting.demo_plan import (
     plan_runs,
     shown_path,
 )
-from kdlab.reporting.runs import FINAL_FILE, load_run
+from kdlab.reporting.runs import FINAL_FILE, RunFolderError, load_run
 
 __all__ = [
     "BASELINE",
@@ -60,10 +61,15 @@ __all__ = [
     "RunOutcome",
     "plan_runs",
     "prepare_out_dir",
+    "profile_best_student",
     "run_demo",
 ]
 
 Echo = Callable[[str], None]
+
+#: the latency settings (kdlab.deploy.measure.TimingSettings) of the demo's closing profile: a few
+#: forwards of the tiny digits networks
+DEMO_PROFILE = {"threads": 1, "warmup": 2, "repeats": 5, "max_seconds": 0.5, "batch_size": 64}
 
 
 @dataclass
@@ -77,6 +83,8 @@ class DemoResult:
     cpu_seconds: float = 0.0  # this process's CPU time: the cost on an idle machine, whatever the load
     load_average: Optional[float] = None  # 1-minute load average at the end (other work on the machine)
     files: list[Path] = field(default_factory=list)
+    #: the closing ``kdlab profile`` line (the best distilled student beside the teacher), or why there is none
+    profile_line: Optional[str] = None
 
 
 def progress_line(index: int, total: int, outcome: RunOutcome) -> str:
@@ -114,6 +122,36 @@ def summarize_outcomes(outcomes: Sequence[RunOutcome]) -> list[dict[str, Any]]:
     if any(row["method"] == BASELINE for row in rows):
         add_gains(rows, BASELINE)
     return rows
+
+
+def profile_best_student(outcomes: Sequence[RunOutcome]) -> Optional[str]:
+    """Profile the distilled run with the highest final top-1 beside its teacher; the line to print.
+
+    A handful of timed forwards (:data:`DEMO_PROFILE`): well under a second for the demo's networks.
+    The profile is written to that run's profile.json and set on its record, so results.json,
+    report.md and ``kdlab report`` show it. None when no distilled run was made; a line saying why
+    when the profile cannot be measured (the demo's results stand without it).
+    """
+    from kdlab.checkpoint_io import CheckpointError
+    from kdlab.config import ConfigError
+    from kdlab.deploy.measure import TimingSettings
+    from kdlab.deploy.profile import profile_run, write_profile
+    from kdlab.reporting.demo_output import profile_line
+
+    distilled = [o for o in outcomes if o.run.method not in (TEACHER, BASELINE)
+                 and (o.record.config.get("teacher", {}).get("checkpoint") or o.record.config.get("teachers"))]
+    scored = [(run_accuracy(o.record)["final"], -i, o) for i, o in enumerate(distilled)]
+    scored = [entry for entry in scored if entry[0] is not None]
+    if not scored:
+        return None
+    _, _, best = max(scored, key=lambda entry: entry[:2])
+    try:
+        profile = profile_run(best.record.path, settings=TimingSettings(**DEMO_PROFILE))
+        write_profile(profile, best.record.path)
+    except (ConfigError, CheckpointError, FileNotFoundError, RunFolderError) as err:
+        return f"profile of {best.run.method} seed {best.run.seed}: not measured ({err})"
+    best.record.profile = profile
+    return profile_line(best.run.method, best.run.seed, best.record.path, profile)
 
 
 def _given_teacher(path: Path) -> RunOutcome:
@@ -166,8 +204,10 @@ def run_demo(options: DemoOptions, echo: Echo = print) -> DemoResult:
     finally:
         torch.set_num_threads(previous_threads)
     seconds, cpu_seconds = time.monotonic() - clock, time.process_time() - cpu_clock
+    profile = profile_best_student(outcomes)  # before the rows: they carry the profile
     rows = summarize_outcomes(outcomes)
-    result = DemoResult(Path(options.out_dir), rows, outcomes, seconds, cpu_seconds, _load_average())
+    result = DemoResult(Path(options.out_dir), rows, outcomes, seconds, cpu_seconds, _load_average(),
+                        profile_line=profile)
     result.files = write_outputs(result, options, plan, started_at)
     write_marker(
         options,

@@ -198,8 +198,15 @@ def write_outputs(
     return written
 
 
+def profile_line(method: str, seed: int, run_dir: Path, profile: dict[str, Any]) -> str:
+    """``profile of kd seed 0 (runs/demo/kd/seed0/profile.json): student resnet8 vs teacher resnet20: ...``."""
+    from kdlab.reporting.demo_plan import shown_path
+
+    return f"profile of {method} seed {seed} ({shown_path(Path(run_dir) / 'profile.json')}): {profile['summary']}"
+
+
 def print_summary(result: "DemoResult", echo: Any = print, out_dir: Optional[Path] = None) -> None:
-    """The results table as text, then where everything was written."""
+    """The results table as text, where everything was written, then the profile of the best distilled student."""
     from kdlab.reporting.tables import footnotes, to_text
 
     echo("")
@@ -211,3 +218,5 @@ def print_summary(result: "DemoResult", echo: Any = print, out_dir: Optional[Pat
         f"wrote {out_dir or result.out_dir}/: {names} "
         f"(total {format_seconds(result.seconds)} wall, {format_seconds(result.cpu_seconds)} CPU)"
     )
+    if result.profile_line:
+        echo(result.profile_line)

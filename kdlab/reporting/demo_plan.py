@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import kdlab
 
 TEACHER = "teacher"
 BASELINE = "student"
@@ -28,11 +27,10 @@ class DemoError(ValueError):
 
 
 def default_config_dir() -> Path:
-    """``configs/demo`` of the kdlab checkout (beside the package), else of the working directory."""
-    beside_package = Path(kdlab.__file__).resolve().parents[1] / "configs" / "demo"
-    if beside_package.is_dir():
-        return beside_package
-    return Path("configs") / "demo"
+    """The ``demo`` recipes shipped inside the package: ``kdlab demo`` needs no checkout."""
+    from kdlab.config.recipes import recipes_root
+
+    return recipes_root() / "demo"
 
 
 @dataclass

@@ -83,7 +83,7 @@ DATA_SOURCE = "digits"
 
 
 def detection_config_dir() -> Path:
-    """``configs/demo/detection`` of the checkout (or of the working directory)."""
+    """The ``demo/detection`` recipes shipped inside the package (no checkout needed)."""
     return default_config_dir() / "detection"
 
 

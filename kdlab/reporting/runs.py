@@ -8,6 +8,9 @@ training (kNN, linear probe, teacher-student manifold metrics) is stored in ``ev
     the results of :func:`kdlab.engine.report_eval.evaluate_checkpoint` on
     ``checkpoints/last.pt`` and ``checkpoints/best.pt``. A flat mapping (e.g. the output of
     ``kdlab eval ... --json``) is read as ``{"last": mapping}``.
+
+``kdlab profile RUN_DIR`` writes ``profile.json`` (the student beside its teacher: parameters,
+MACs, size, CPU latency, top-1 and a one-line ``summary``; schema in :mod:`kdlab.deploy.profile`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 FINAL_FILE = "final.json"
 EVAL_FILE = "eval.json"
+#: ``kdlab profile RUN_DIR``: the student beside its teacher (parameters, MACs, size, latency, top-1)
+PROFILE_FILE = "profile.json"
 
 
 class RunFolderError(ValueError):
@@ -39,6 +44,7 @@ class RunRecord:
     metrics: list[dict[str, Any]]
     final: Optional[dict[str, Any]] = None
     evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile: Optional[dict[str, Any]] = None  # profile.json, when kdlab profile was run on the folder
 
     @property
     def completed(self) -> bool:
@@ -101,6 +107,17 @@ def read_evaluation(path: Path) -> dict[str, dict[str, Any]]:
     return {"last": data}
 
 
+def read_profile(path: str | Path) -> Optional[dict[str, Any]]:
+    """``<run>/profile.json`` (written by ``kdlab profile``), or None when the run was not profiled."""
+    profile_path = Path(path) / PROFILE_FILE
+    if not profile_path.is_file():
+        return None
+    data = _read_json(profile_path)
+    if not isinstance(data, dict) or not isinstance(data.get("summary"), str):
+        raise RunFolderError(f"{profile_path} is not a kdlab profile (a JSON object with a summary)")
+    return data
+
+
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The resolved config the trainer wrote to ``<run>/config.yaml`` ({} when there is none)."""
     config_path = Path(path) / CONFIG_FILE
@@ -126,7 +143,7 @@ def load_run(path: str | Path) -> RunRecord:
     final = _read_json(final_path) if final_path.is_file() else None
     eval_path = path / EVAL_FILE
     evaluation = read_evaluation(eval_path) if eval_path.is_file() else {}
-    return RunRecord(path, config, read_metrics_file(metrics_path), final, evaluation)
+    return RunRecord(path, config, read_metrics_file(metrics_path), final, evaluation, read_profile(path))
 
 
 def find_run_dirs(roots: Iterable[str | Path]) -> list[tuple[Path, Path]]:

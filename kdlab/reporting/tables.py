@@ -120,13 +120,24 @@ def footnotes(rows: Sequence[dict[str, Any]]) -> list[str]:
     return notes
 
 
+def profile_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """``method (run): summary`` of every row with a ``kdlab profile`` (profile.json), in row order."""
+    return [f"{row['method']} ({row['profile_run']}): {row['profile']['summary']}"
+            for row in rows if isinstance(row.get("profile"), dict) and row["profile"].get("summary")]
+
+
 def to_markdown(rows: Sequence[dict[str, Any]], *, best: bool = True, extras: bool = True) -> str:
-    """A GitHub-Markdown table with the footnotes that say what the numbers are."""
+    """A GitHub-Markdown table with the footnotes that say what the numbers are, then the profiles if any."""
     header, body = table_cells(rows, best=best, extras=extras)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     lines.append("")
     lines += [f"- {note}" for note in footnotes(rows)]
+    profiles = profile_lines(rows)
+    if profiles:
+        lines += ["", "Profiles (`kdlab profile`: the student beside its teacher on the CPU; details in each "
+                      "run's profile.json):", ""]
+        lines += [f"- {line}" for line in profiles]
     return "\n".join(lines) + "\n"
 
 

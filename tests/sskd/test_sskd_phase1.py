@@ -73,6 +73,9 @@ def test_artefact_lives_beside_the_teacher_keyed_by_file_and_settings(teacher_fi
     # shared by every seed and output folder of the student
     same = sskd_cfg(teacher_file, "trainer.out_dir=elsewhere", "data.num_workers=1", "trainer.seed=7", "optim.lr=0.3")
     assert head_run_dir(same, HeadSettings()) == base
+    logged = sskd_cfg(teacher_file, "logging.tensorboard=true", "logging.csv=true",
+                      "logging.wandb={project: p, mode: offline}")
+    assert head_run_dir(logged, HeadSettings()) == base  # where numbers are shown is not what the head learns
     assert head_run_dir(cfg, HeadSettings(epochs=59)) != base
     assert head_run_dir(cfg, HeadSettings(lr=0.1)) != base
     assert head_run_dir(cfg, HeadSettings(milestones=(30,))) != base

@@ -52,8 +52,9 @@ def with_views(cfg: Config) -> Config:
 
 
 def model_kwargs(kwargs: dict[str, Any], in_chans: int, name: str) -> dict[str, Any]:
+    """The model's options plus ``in_chans`` for non-RGB data (zoo and timm models take it; torchvision's not)."""
     out = dict(kwargs)
-    if in_chans != 3 and not name.startswith(("tv:", "timm:")):
+    if in_chans != 3 and not name.startswith("tv:"):
         out.setdefault("in_chans", in_chans)
     return out
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from kdlab.models.features import Features
 from kdlab.models.fold import fold_batchnorm
+from kdlab.models.input_size import as_size, required_input_size, resize_images
 
 _FOLD_EXAMPLE_ROWS = 8  # inputs that find and check the conv -> BatchNorm pairs on the first forward
 _PRECISIONS = (None, "fp32", "bf16")
@@ -28,6 +29,12 @@ class FrozenTeacher(nn.Module):
     - optional input re-normalisation: the data pipeline normalises with the
       dataset's mean/std; a teacher trained with other statistics (the shared
       third-party teachers use ImageNet's) gets ``x * scale + shift`` first.
+    - optional input resizing: a teacher that only takes one resolution (a timm
+      ViT/DeiT/Swin of fixed ``img_size``, a torchvision ViT:
+      :func:`kdlab.models.input_size.required_input_size`), or the explicit
+      ``input_size``, gets the batch resized to it (bilinear, antialiased when
+      shrinking), after the re-normalisation; the student keeps its resolution.
+      Teachers that take any resolution (CNNs) see the batch as it is.
     - speed (``fold_batchnorm``, default on): the forwards run a copy with every
       conv -> BatchNorm pair folded into the conv (:mod:`kdlab.models.fold`),
       built and checked against the original on the first batch; ``compile``
@@ -49,6 +56,7 @@ class FrozenTeacher(nn.Module):
         fold_batchnorm: bool = True,
         compile: bool = False,
         precision: Optional[str] = None,
+        input_size: Optional[Union[int, Sequence[int]]] = None,
     ) -> None:
         super().__init__()
         if precision not in _PRECISIONS:
@@ -56,6 +64,10 @@ class FrozenTeacher(nn.Module):
                              f"got {precision!r}")
         self.precision = precision
         self.model = model
+        #: (H, W) every batch is resized to before the teacher sees it; None: the batch as it comes
+        self.input_size: Optional[tuple[int, int]] = (
+            as_size(input_size, "teacher input_size") if input_size is not None else required_input_size(model)
+        )
         self.fold_batchnorm = fold_batchnorm
         self.compile_forward = compile
         #: what the first forward did about BatchNorm folding (for logs and tests)
@@ -106,9 +118,11 @@ class FrozenTeacher(nn.Module):
         return getattr(self.model, "embedding_dim", None)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale is None:
-            return x
-        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+        if self.scale is not None:
+            x = x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+        if self.input_size is not None and x.dim() == 4:
+            x = resize_images(x, self.input_size)
+        return x
 
     def _network(self, x: torch.Tensor) -> nn.Module:
         runner = self.__dict__["_runner"]
@@ -168,10 +182,11 @@ class FrozenTeacher(nn.Module):
 class TeacherSet(nn.Module):
     """Several frozen teachers by key (``teachers:``), and the weighted mean of their logits.
 
-    Each member is a :class:`FrozenTeacher` of its own (its own input re-normalisation, precision and
-    BatchNorm folding); like them, the set stays in eval mode whatever its parent asks. The Distiller
-    runs only the members its terms read, each once per batch; ``forward`` is what a ``teacher: mean``
-    term sees: ``sum_k w_k * logits_k`` over the members of positive weight (``mean_keys``), in fp32.
+    Each member is a :class:`FrozenTeacher` of its own (its own input re-normalisation and resizing,
+    precision and BatchNorm folding); like them, the set stays in eval mode whatever its parent asks.
+    The Distiller runs only the members its terms read, each once per batch; ``forward`` is what a
+    ``teacher: mean`` term sees: ``sum_k w_k * logits_k`` over the members of positive weight
+    (``mean_keys``), in fp32.
 
     Args:
         teachers: key -> frozen teacher, in the config's order (index i of a term's ``teacher:`` is the i-th).

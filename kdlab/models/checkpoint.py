@@ -5,7 +5,8 @@ the user opts in with ``unsafe=True`` / ``--unsafe-load``), then converted at
 load, never special-cased elsewhere:
 
 - kdlab's own training checkpoint: ``{"model": state_dict, "epoch": ..., "config": ..., ...}``
-- a plain state_dict
+- a plain state_dict, as a torch file (``.pth``, ``.pt``, ``.bin``) or a ``.safetensors`` file (timm's
+  and Hugging Face's ``model.safetensors``; safe by construction: it holds tensors only)
 - ``{"state_dict": ...}`` (e.g. akamaster's CIFAR ResNets, with ``best_prec1``), ``{"net": ...}``,
   ``{"model_state_dict": ...}``
 - keys prefixed by ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (``torch.compile``)
@@ -76,11 +77,45 @@ class CheckpointLoadResult:
     layout: str | None = None
 
 
+#: a safetensors file starts with its header's length (8 bytes, little-endian), then the JSON header
+_SAFETENSORS_HEADER_START = ord("{")
+
+
+def is_safetensors_file(path: PathLike) -> bool:
+    """By the name (``.safetensors``) or the content (a torch file starts otherwise: zip or pickle)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9 or head[8] != _SAFETENSORS_HEADER_START:
+        return False
+    return 0 < int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+def read_safetensors_file(path: PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, on the CPU."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ImportError(f"checkpoint {path} is a safetensors file: pip install safetensors to read it") from err
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"checkpoint {path} cannot be read as a safetensors file (truncated?): {err}") from err
+
+
 def read_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> Any:
-    """``torch.load`` on the CPU, ``weights_only`` unless ``unsafe``; clear errors for missing/unsafe files."""
+    """``torch.load`` on the CPU, ``weights_only`` unless ``unsafe``; clear errors for missing/unsafe files.
+
+    A safetensors file is read with safetensors (no unpickling, so ``unsafe`` does not apply).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if is_safetensors_file(path):
+        return read_safetensors_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not unsafe)
     except pickle.UnpicklingError as err:

@@ -122,7 +122,9 @@ def create_model(
         num_classes: classifier outputs; 0 builds an embedding model (logits = embedding).
         checkpoint: a weights file in any format :func:`kdlab.models.load_checkpoint` reads.
         unsafe_load: allow a checkpoint that needs full unpickling (trusted files only; ``--unsafe-load``).
-        **kwargs: options of the constructor (e.g. ``in_chans=1``, ``shortcut="A"`` for CIFAR ResNets).
+        **kwargs: options of the constructor (e.g. ``in_chans=1``, ``shortcut="A"`` for CIFAR ResNets; for
+            ``timm:`` names timm's own, e.g. ``img_size=32, patch_size=8``, plus kdlab's ``stage_indices``;
+            ``pretrained=True`` is refused: see :mod:`kdlab.models.timm_adapter`).
 
     Returns:
         An ``nn.Module`` satisfying :class:`kdlab.models.features.FeatureModel`; for ``det:`` names a

@@ -85,3 +85,26 @@ def test_real_timm_model_when_timm_is_installed() -> None:
         features = model.forward_all(torch.randn(1, 3, 64, 64))
     assert model.stage_channels == [64, 128, 256, 512]
     assert features.embedding.shape == (1, 512) and features.logits.shape == (1, 10)
+
+
+def _info(*strides: int) -> list[dict]:
+    return [{"reduction": s, "num_chs": 8, "module": f"m{i}"} for i, s in enumerate(strides)]
+
+
+def test_default_stages_hierarchical_last_per_stride_isotropic_four_evenly_spaced() -> None:
+    from kdlab.models.timm_adapter import default_stage_indices
+
+    assert default_stage_indices(_info(2, 4, 8, 16, 32)) == [1, 2, 3, 4]  # the stride-2 stem is no stage
+    assert default_stage_indices(_info(4, 4, 8, 8, 16)) == [1, 3, 4]  # the map before the next downsampling
+    assert default_stage_indices(_info(*[16] * 12)) == [2, 5, 8, 11]  # ViT-B/16: blocks 3, 6, 9, 12
+    assert default_stage_indices(_info(*[16] * 6)) == [0, 2, 3, 5]
+    assert default_stage_indices(_info(16, 16, 16)) == [0, 1, 2]
+    assert default_stage_indices([]) == []
+
+
+def test_stage_indices_option_on_the_stand_in() -> None:
+    model = TimmFeatureModel(TimmLikeNet(), stage_indices=[-1])
+    assert model.stage_indices == [2] and model.stage_channels == [16]
+    assert [tuple(s.shape[1:]) for s in model.forward_all(torch.randn(1, 3, 32, 32)).stages] == [(16, 4, 4)]
+    with pytest.raises(ValueError, match="stage_indices must be a non-empty list"):
+        TimmFeatureModel(TimmLikeNet(), stage_indices=[])

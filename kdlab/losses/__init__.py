@@ -14,6 +14,7 @@ from kdlab.losses.cc import CCLoss, cc_loss
 from kdlab.losses.ckd import CKDLoss, CKDNegatives, ckd_loss
 from kdlab.losses.coss import CoSSLoss, coss_loss
 from kdlab.losses.crd import CRDLoss, crd_loss, crd_normalizers, crd_update_memory
+from kdlab.losses.deit import DeiTLoss, deit_distillation_loss, deit_loss, deit_loss_parts
 from kdlab.losses.dist import DISTLoss, dist_loss
 from kdlab.losses.dkd import DKDLoss, dkd_loss
 from kdlab.losses.embedding import CosineEmbeddingLoss, MSEEmbeddingLoss, cosine_embedding_loss, mse_embedding_loss
@@ -25,6 +26,7 @@ from kdlab.losses.logit_standardization import LogitStandardization, logit_stand
 from kdlab.losses.mlkd import MLKDLoss, mlkd_loss, mlkd_loss_parts, mlkd_masks
 from kdlab.losses.nkd import NKDLoss, nkd_loss
 from kdlab.losses.nst import NSTLoss, nst_loss
+from kdlab.losses.ofa import OFALoss, ofa_loss
 from kdlab.losses.ofd import OFDLoss, ofd_loss, ofd_margin
 from kdlab.losses.pkt import PKTLoss, pkt_conditional_probabilities, pkt_loss
 from kdlab.losses.reviewkd import HCLLoss, hcl_loss
@@ -52,6 +54,7 @@ __all__ = [
     "CosineEmbeddingLoss",
     "DISTLoss",
     "DKDLoss",
+    "DeiTLoss",
     "FSPLoss",
     "FTLoss",
     "FitNetLoss",
@@ -62,6 +65,7 @@ __all__ = [
     "MSEEmbeddingLoss",
     "NKDLoss",
     "NSTLoss",
+    "OFALoss",
     "OFDLoss",
     "PKTLoss",
     "RKDLoss",
@@ -80,6 +84,9 @@ __all__ = [
     "crd_loss",
     "crd_normalizers",
     "crd_update_memory",
+    "deit_distillation_loss",
+    "deit_loss",
+    "deit_loss_parts",
     "dist_loss",
     "dkd_loss",
     "fitnet_loss",
@@ -96,6 +103,7 @@ __all__ = [
     "nkd_loss",
     "normalized_distances",
     "nst_loss",
+    "ofa_loss",
     "ofd_loss",
     "ofd_margin",
     "pkt_conditional_probabilities",

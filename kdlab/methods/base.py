@@ -76,7 +76,8 @@ class LossTerm(nn.Module):
     task: ClassVar[str] = "classification"
     needs_teacher: ClassVar[bool] = True
     needs_labels: ClassVar[bool] = False
-    #: student / teacher features used: any of "logits", "embedding", "stages", "preact_stages"
+    #: student / teacher features used: any of "logits", "embedding", "stages", "preact_stages", and the
+    #: student-only "distillation_logits" (see STUDENT_ONLY_USES)
     uses: ClassVar[frozenset[str]] = frozenset({"logits"})
     multiview: ClassVar[Optional[str]] = None  # e.g. "rotate4": the data views this term requires
     needs_index: ClassVar[bool] = False
@@ -109,6 +110,11 @@ class LossTerm(nn.Module):
     def eval_embedding(self, student_embedding: torch.Tensor) -> Optional[torch.Tensor]:
         """An extra embedding to report at evaluation (e.g. a projection head's output)."""
         return None
+
+
+#: ``uses`` entries read from the student only (the teacher is never asked for them): a distilled DeiT's
+#: distillation-head logits (the ``deit`` term)
+STUDENT_ONLY_USES = frozenset({"distillation_logits"})
 
 
 @dataclass

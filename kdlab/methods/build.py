@@ -16,7 +16,7 @@ from torch import nn
 
 from kdlab.config import Config, ConfigError
 from kdlab.config.teacher_source import TEACHER_MEAN, single_teacher_view
-from kdlab.methods.base import BuildContext, LossTerm, term_registry
+from kdlab.methods.base import STUDENT_ONLY_USES, BuildContext, LossTerm, term_registry
 from kdlab.methods.distiller import Distiller
 
 #: keys of a ``distill.terms`` entry that are not the term's own parameters
@@ -126,8 +126,8 @@ def term_teachers(cfg: Config, specs: list[tuple[type[LossTerm], str, float, dic
                 )
             out.append(keys[0])
         elif choice == TEACHER_MEAN:
-            if cls.uses != frozenset({"logits"}):
-                other = ", ".join(sorted(cls.uses - {"logits"}))
+            if cls.uses - STUDENT_ONLY_USES != frozenset({"logits"}):
+                other = ", ".join(sorted(cls.uses - {"logits"} - STUDENT_ONLY_USES))
                 raise ConfigError(
                     f"{where}.teacher={TEACHER_MEAN}: the mean is of the teachers' logits, but term {cls.name} reads "
                     f"the teacher's {other}; select one teacher with teacher: KEY"
@@ -317,10 +317,11 @@ def _build_multi_teacher(
         ))
     terms = instantiate_terms(specs, contexts[0], device, contexts=contexts)
     for i, ((key, term, _), source) in enumerate(zip(terms, sources)):
-        if source == TEACHER_MEAN and term.uses - {"logits"}:
+        if source == TEACHER_MEAN and term.uses - {"logits"} - STUDENT_ONLY_USES:
             raise ConfigError(
                 f"distill.terms[{i}] ({key}).teacher={TEACHER_MEAN}: the mean is of the teachers' logits, but this "
-                f"term reads the teacher's {', '.join(sorted(term.uses - {'logits'}))}; select one teacher"
+                f"term reads the teacher's {', '.join(sorted(term.uses - {'logits'} - STUDENT_ONLY_USES))}; "
+                "select one teacher"
             )
     chosen = {key: source for (key, _, _), source in zip(terms, sources) if source is not None}
     return Distiller(student, terms, teacher=teachers, labels=cfg.distill.labels, sources=chosen)

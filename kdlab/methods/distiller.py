@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from kdlab.config.teacher_source import TEACHER_MEAN
-from kdlab.methods.base import LossTerm, StepContext, StepOutput, TermsOwner
+from kdlab.methods.base import STUDENT_ONLY_USES, LossTerm, StepContext, StepOutput, TermsOwner
 from kdlab.models.features import Features
 
 _FEATURE_KINDS = frozenset({"embedding", "stages", "preact_stages"})
@@ -33,6 +33,7 @@ def _view0(features: Features, views: int) -> Features:
         embedding=pick(features.embedding),  # type: ignore[arg-type]
         stages=[s[::views] for s in features.stages],
         preact_stages=[s[::views] for s in features.preact_stages],
+        distillation_logits=pick(features.distillation_logits),
     )
 
 
@@ -59,7 +60,7 @@ class Distiller(TermsOwner):
     ) -> None:
         super().__init__(student, terms, teacher)
         self.labels = labels
-        self._student_full = any(t.uses & _FEATURE_KINDS for t in self.terms.values())
+        self._student_full = any(t.uses & (_FEATURE_KINDS | STUDENT_ONLY_USES) for t in self.terms.values())
         self._needs_teacher = any(t.needs_teacher for t in self.terms.values())
         self._teacher_full = any(t.needs_teacher and (t.uses & _FEATURE_KINDS) for t in self.terms.values())
         if self._needs_teacher and teacher is None:

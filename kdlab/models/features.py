@@ -11,7 +11,7 @@ The model never knows which method asked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -29,6 +29,9 @@ class Features:
     stages: list[torch.Tensor]
     #: the same stages before the stage's final ReLU; equal to ``stages`` where there is no such activation
     preact_stages: list[torch.Tensor]
+    #: (B, num_classes) of a distillation-token head trained apart (a distilled DeiT in training with the
+    #: ``deit`` term, ``logits`` then being the class token's head); None for every other network and in eval
+    distillation_logits: Optional[torch.Tensor] = None
 
 
 @runtime_checkable

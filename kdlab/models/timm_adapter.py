@@ -78,6 +78,8 @@ def _feature_info(model: nn.Module) -> list[dict[str, Any]]:
 def default_stage_indices(info: Sequence[dict[str, Any]]) -> list[int]:
     """The ``feature_info`` entries that are stages (see the module docstring)."""
     eligible = [i for i, entry in enumerate(info) if entry.get("reduction", 0) >= MIN_STAGE_STRIDE]
+    if len(info) > 1 and len({entry.get("reduction") for entry in info}) == 1:
+        eligible = list(range(len(info)))  # isotropic at any stride (a ViT with 2x2 patches has no stem to skip)
     strides = {info[i].get("reduction") for i in eligible}
     if len(strides) == 1 and len(eligible) > 1:  # isotropic: every block at one stride
         n = len(eligible)
@@ -234,6 +236,22 @@ class TimmFeatureModel(LibraryFeatureModel):
     def get_classifier(self) -> nn.Module:
         return self._head()
 
+    @property
+    def has_distillation_token(self) -> bool:
+        """A distilled DeiT: a distillation token with its own head (timm's ``set_distilled_training``)."""
+        return "dist" in self.prefix_names and hasattr(self.timm_model, "set_distilled_training")
+
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """Train the two heads of a distilled DeiT apart (DeiT's distillation; the ``deit`` term sets it).
+
+        In training mode the logits are then the class token's head and
+        :attr:`Features.distillation_logits` the distillation token's; in eval mode both stay
+        timm's average of the two heads, as DeiT evaluates.
+        """
+        if not self.has_distillation_token:
+            raise ValueError(f"{self.name} has no distillation token (a distilled DeiT has one: deit_*_distilled_*)")
+        self.timm_model.set_distilled_training(enable)
+
     def reset_classifier(self, num_classes: int) -> None:
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 = embedding model), got {num_classes}")
@@ -271,7 +289,10 @@ class TimmFeatureModel(LibraryFeatureModel):
             final, taken = net.forward_intermediates(
                 x, indices=self.stage_indices, output_fmt="NCHW", return_prefix_tokens=with_prefix
             )
-            logits = primary_output(net.forward_head(final))
+            head = net.forward_head(final)
+        # a distilled DeiT in distilled training returns (class head, distillation head); else one tensor
+        two_heads = isinstance(head, tuple) and len(head) == 2 and self.has_distillation_token
+        logits = head[0] if two_heads else primary_output(head)
         if with_prefix:
             stages = [spatial for spatial, _ in taken]
             prefixes = [prefix for _, prefix in taken]
@@ -279,7 +300,8 @@ class TimmFeatureModel(LibraryFeatureModel):
             stages = list(taken)
             prefixes = [final[:, :0] for _ in taken]
         features = Features(
-            logits=logits, embedding=self._embedding(recorder, final), stages=stages, preact_stages=list(stages)
+            logits=logits, embedding=self._embedding(recorder, final), stages=stages, preact_stages=list(stages),
+            distillation_logits=head[1] if two_heads else None,
         )
         return TokenFeatures(features, prefixes, final, self.prefix_names)
 

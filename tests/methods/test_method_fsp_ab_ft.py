@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -321,7 +322,10 @@ def test_the_suite_runs_every_seeds_init_stage_in_one_prerequisite_task(teachers
     from kdlab.benchmarks.suite_runs import PlannedRun, task_prerequisites
 
     monkeypatch.setenv("KDLAB_CACHE_DIR", str(tmp_path / "cache"))
-    base = [*TINY, "model.name=resnet8", "teacher.name=resnet8", f"teacher.checkpoint={teachers['resnet8']}",
+    teacher = tmp_path / "teacher" / "ckpt.pth"  # a folder of its own: no stage from the other tests beside it
+    teacher.parent.mkdir()
+    shutil.copy(teachers["resnet8"], teacher)
+    base = [*TINY, "model.name=resnet8", "teacher.name=resnet8", f"teacher.checkpoint={teacher}",
             "distill.terms=[{name: ce}, {name: fsp, weight: 0, init_epochs: 1}]"]
     runs = [PlannedRun("fsp", seed, None, tmp_path / f"seed{seed}", (*base, f"trainer.seed={seed}",
                                                                     f"trainer.out_dir={tmp_path / f'seed{seed}'}"))

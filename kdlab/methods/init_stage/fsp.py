@@ -104,7 +104,9 @@ def _check_pair(config: Config, stem: bool) -> None:
                                                config.model.num_classes), ("teacher", name, kwargs, classes)):
             model = create_model(arch, num_classes=count or 10, **arch_kwargs)
             tap = make_tap(model, who) if stem else None
-            channels.append(fsp_channels(model, tap, int(arch_kwargs.get("in_chans", 3)), 32))
+            fixed = getattr(model, "input_size", None)  # a ViT built for one resolution is probed at it
+            size = int(fixed[0]) if fixed else 32
+            channels.append(fsp_channels(model, tap, int(arch_kwargs.get("in_chans", 3)), size))
     check_equal_channels(channels[0], channels[1], config.model.name, name)
 
 

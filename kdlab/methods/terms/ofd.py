@@ -9,7 +9,7 @@ from torch import nn
 
 from kdlab.losses import OFDLoss, ofd_margin
 from kdlab.methods.base import BuildContext, LossTerm, StepContext, register_term
-from kdlab.methods.terms._features import require_probe, stage_pairs
+from kdlab.methods.terms._features import describe_stages, require_probe, stage_pairs
 from kdlab.methods.terms._params import fraction
 from kdlab.models.preact_bn import preact_batchnorms
 
@@ -56,6 +56,14 @@ class OFDTerm(LossTerm):
             raise ValueError("ofd: needs the teacher network (its BatchNorm layers give the margins)")
         self.min_cdf = fraction("min_cdf", min_cdf)
         self.pairs = stage_pairs(stages, student, teacher)
+        teacher_network = getattr(ctx.teacher, "model", ctx.teacher)
+        if getattr(teacher_network, "is_token_model", False):
+            raise ValueError(
+                f"ofd: the teacher {getattr(teacher_network, 'name', type(teacher_network).__name__)} is a vision "
+                f"transformer (stages {describe_stages(teacher)}; student {describe_stages(student)}): OFD's margins "
+                "come from the BatchNorm before each teacher ReLU, which it has none of; use a CNN teacher (any "
+                "student works, a ViT too) or a term for heterogeneous pairs (ofa, fitnet, at)"
+            )
         bns = preact_batchnorms(ctx.teacher)
         if len(bns) != len(teacher.preact_stages):
             raise ValueError(

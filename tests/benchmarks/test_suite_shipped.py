@@ -15,14 +15,17 @@ from suite_fixtures import SHIPPED_SUITE, write_imagefolder_zip
 METHODS = ["student", "kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "fitnet", "at", "rkd", "pkt", "sp",
            "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc", "vid", "nst", "ofd", "reviewkd",
            "mlkd", "fsp", "ab", "ft"]
+#: the tiny ViT student's rows, each measured against the ViT's own plain run
+VIT = ["vit-student", "vit-kd", "vit-deit", "vit-ofa"]
 #: SSKD's few-shot and noisy-label regimes, each measured against its own plain student
 REGIMES = ["student-25pc", "kd-25pc", "sskd-25pc", "student-noise50", "kd-noise50", "sskd-noise50"]
 
 
 def test_shipped_manifest_lists_every_method_with_student_as_baseline():
     manifest = load_manifest(SHIPPED_SUITE)
-    assert list(manifest.method_names) == METHODS + REGIMES
+    assert list(manifest.method_names) == METHODS + VIT + REGIMES
     baselines = {method.name: method.baseline for method in manifest.methods}
+    assert {baselines[name] for name in VIT} == {"vit-student"}
     assert {baselines[name] for name in REGIMES[:3]} == {"student-25pc"}
     assert {baselines[name] for name in REGIMES[3:]} == {"student-noise50"}
     assert manifest.baseline == "student" and manifest.seeds == 3
@@ -33,7 +36,7 @@ def test_shipped_manifest_lists_every_method_with_student_as_baseline():
 
 
 def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
-    """All 27 methods, the 6 regime rows and the fine-tune, terms and parameters included, without ../shared."""
+    """All 27 methods, the 4 ViT rows, the 6 regime rows and the fine-tune, terms and parameters included, without ../shared."""
     zip_path = write_imagefolder_zip(tmp_path / "tiny.zip")
     weights = tmp_path / "resnet56.th"
     torch.save(create_model("resnet56", num_classes=10, shortcut="A").state_dict(), weights)
@@ -41,13 +44,13 @@ def test_every_shipped_config_validates_against_a_stand_in_teacher(tmp_path):
         suite_dir=SHIPPED_SUITE, out_dir=tmp_path / "out", overrides=(f"data.root={zip_path}",),
         teacher_checkpoint=weights,
     ))
-    assert len(plan.runs) == (len(METHODS) + len(REGIMES)) * 3 and plan.jobs == 2
+    assert len(plan.runs) == (len(METHODS) + len(VIT) + len(REGIMES)) * 3 and plan.jobs == 2
     # SSKD's teacher head runs once per training set, FSP/AB/FT's initialisation stages once per method,
     # each as its own task
     assert plan.with_prerequisites == ("sskd", "fsp", "ab", "ft", "sskd-25pc", "sskd-noise50")
     cached = {run.method for run in plan.runs if run.cache is not None}
     assert cached == {"kd", "ckd", "dkd", "sskd", "coss", "coss+kd", "crd", "rkd", "pkt",
-                      "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc", "mlkd",
+                      "dist", "kd+ls", "dkd+ls", "kd+ctkd", "nkd", "cc", "mlkd", "vit-kd", "vit-deit", "vit-ofa",
                       "kd-25pc", "sskd-25pc", "kd-noise50", "sskd-noise50"}
     keys = [task.key for task in build_tasks(plan)]
     assert keys[:8] == ["pretrained", "teacher", "prerequisites:sskd", "prerequisites:fsp", "prerequisites:ab",

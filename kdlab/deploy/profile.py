@@ -296,7 +296,9 @@ def profile_run(path: str | Path, *, which: str = DEFAULT_CHECKPOINT, settings: 
 def profile_config(config_path: str | Path, overrides: Sequence[str] = (), *,
                    settings: TimingSettings = TimingSettings(), unsafe_load: bool = False) -> dict[str, Any]:
     """The profile of a config's student and teacher architectures (fresh student weights; no top-1)."""
-    config_path = Path(config_path)
+    from kdlab.config.recipes import resolve_config
+
+    config_path = resolve_config(config_path)  # a file, or the recipe of that name
     cfg = load_config(config_path, list(overrides))
     if cfg.task != "classification":
         raise ConfigError(f"{config_path}: task {cfg.task!r}: kdlab profile measures classification networks")
@@ -310,7 +312,12 @@ def profile_config(config_path: str | Path, overrides: Sequence[str] = (), *,
 
 
 def is_config_path(path: str | Path) -> bool:
-    return Path(path).suffix in CONFIG_SUFFIXES
+    """A ``.yaml`` file, or a shipped recipe's name that is not a path on disk (``demo/kd``)."""
+    from kdlab.config.recipes import find_recipe
+
+    if Path(path).suffix in CONFIG_SUFFIXES:
+        return True
+    return not Path(path).exists() and find_recipe(str(path)) is not None
 
 
 def profile_path(path: str | Path, overrides: Sequence[str] = (), *, which: str = DEFAULT_CHECKPOINT,
@@ -329,7 +336,7 @@ def profile_path(path: str | Path, overrides: Sequence[str] = (), *, which: str 
         if evaluate:
             raise ConfigError(f"--evaluate measures trained networks: {path} is a config (fresh weights); "
                               "profile a run folder instead")
-        if not Path(path).is_file():
+        if Path(path).suffix in CONFIG_SUFFIXES and not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such config file")
         return profile_config(path, overrides, settings=settings, unsafe_load=unsafe_load)
     if overrides:

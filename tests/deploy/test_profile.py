@@ -174,3 +174,11 @@ def test_a_relative_teacher_path_missing_here_says_where_it_is_read_from(runs, t
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="relative path in the run's config is read from the current folder"):
         profile_run(moved, settings=FAST)
+
+
+def test_a_recipe_name_is_a_config(tmp_path, monkeypatch):
+    """`kdlab profile demo/student` from any directory: the packaged recipe, like every other CONFIG argument."""
+    from kdlab.deploy.profile import is_config_path
+
+    monkeypatch.chdir(tmp_path)
+    assert is_config_path("demo/student") and not is_config_path(tmp_path)

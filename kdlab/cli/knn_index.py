@@ -7,9 +7,12 @@ import argparse
 from kdlab.cli.common import add_config_args, config_from_args
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from kdlab.engine.knn_index import DEFAULT_K
+#: kdlab.engine.knn_index.DEFAULT_K, repeated so that building the CLI parser imports no torch
+#: (every command pays for that import; tests/cli/test_cli_startup.py checks the two agree)
+DEFAULT_K = 384
 
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "knn-index",
         help="embed the training set with the teacher and store each sample's nearest neighbours",

@@ -167,7 +167,8 @@ def build_tasks(plan: SuitePlan, new_teacher: bool = False, stale_teachers: Coll
                            plan.out_dir / PRETRAINED_FILE)))
     new_teacher = new_teacher or (plan.teacher_run is not None and not is_reusable(plan.teacher_run))
     if plan.teacher_run is not None:
-        tasks.append(Task(TEACHER, "teacher fine-tune", task_run, (plan.teacher_run, True)))
+        tasks.append(Task(TEACHER, "teacher fine-tune", task_run,
+                          (plan.teacher_run, True, plan.inherit_settings(TEACHER))))
         teacher_deps = (TEACHER,)
     for method in plan.with_prerequisites:
         runs = tuple(r for r in plan.runs if r.method == method)
@@ -189,7 +190,8 @@ def build_tasks(plan: SuitePlan, new_teacher: bool = False, stale_teachers: Coll
             if run.method in plan.with_prerequisites:
                 deps.append(f"prerequisites:{run.method}")
             reuse = not (distils and new_teacher)
-            tasks.append(Task(run.key, run.label, task_run, (run, reuse), tuple(deps)))
+            tasks.append(Task(run.key, run.label, task_run, (run, reuse, plan.inherit_settings(run.method)),
+                              tuple(deps)))
     return tasks
 
 
@@ -307,6 +309,9 @@ class _Progress:
             else:
                 self.outcomes.append(outcome)
             when = "reused" if outcome.reused else f"{outcome.wall_seconds:.0f}s"
+            if value.get("inherit_seconds") is not None:
+                self.timings.setdefault("inherit", {})[task.key] = value["inherit_seconds"]
+                when += f", inherit evaluation {value['inherit_seconds']:.0f}s"
             self.echo(head + f"{_score(outcome.record)} ({when}; {minutes:.1f} min elapsed)")
 
 

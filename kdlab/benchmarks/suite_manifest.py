@@ -24,6 +24,10 @@ config, their ``_base_`` files) and ``suite.yaml``, which says what to run::
       methods: [student, kd]
       teacher: {finetune: false, evaluate_pretrained: false}
       overrides: [data.subset=256, trainer.epochs=1]
+    inherit:                      # optional: robustness / transfer / retrieval of chosen rows after training
+      methods: [teacher, student, kd]   # (kdlab.benchmarks.suite_inherit)
+      corruptions: all
+      retrieval: true
     dataset:                      # optional: a dataset the suite makes first, into <out>/data
       make_detection: {source: ../shared/data/cifar10-jpg.zip, seed: 0, train: 1500, canvas: 64}
     published:                    # optional: what the report compares with (kdlab.benchmarks.suite_published)
@@ -74,6 +78,7 @@ from typing import Any, Optional
 
 import yaml
 
+from kdlab.benchmarks.suite_inherit import InheritSpec, parse_inherit
 from kdlab.benchmarks.suite_published import PublishedReference, PublishedTable, parse_published
 from kdlab.benchmarks.suite_values import (
     SuiteError,
@@ -205,6 +210,7 @@ class SuiteManifest:
     dataset: Optional[DatasetSpec] = None
     pairs: tuple[PairSpec, ...] = ()
     overrides: tuple[str, ...] = ()
+    inherit: Optional[InheritSpec] = None  # robustness / transfer / retrieval after training (suite_inherit)
 
     @property
     def method_names(self) -> tuple[str, ...]:
@@ -351,7 +357,7 @@ def _mini(raw: Any, path: Path, methods: tuple[str, ...], pairs: tuple[str, ...]
 
 
 _TOP_KEYS = {"name", "title", "seeds", "jobs", "baseline", "teacher", "methods", "mini", "published", "dataset",
-             "pairs", "overrides"}
+             "pairs", "overrides", "inherit"}
 
 
 def _dataset(raw: Any, path: Path) -> Optional[DatasetSpec]:
@@ -418,7 +424,14 @@ def load_manifest(folder: str | Path) -> SuiteManifest:
         dataset=_dataset(data.get("dataset"), path),
         pairs=pairs,
         overrides=overrides(data.get("overrides"), path, "overrides"),
+        inherit=_inherit(data.get("inherit"), path, found, bool(pairs)),
     )
+
+
+def _inherit(raw: Any, path: Path, methods: tuple[str, ...], paired: bool) -> Optional[InheritSpec]:
+    if raw is not None and paired:
+        raise SuiteError(f"{where(path, 'inherit')}: not supported together with pairs: yet")
+    return parse_inherit(raw, path, methods)
 
 
 # ---------------------------------------------------------------------------------------------- selection

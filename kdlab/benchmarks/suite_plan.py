@@ -181,6 +181,16 @@ class SuitePlan:
     def is_paired(self) -> bool:
         return bool(self.manifest.pairs)
 
+    def inherit_settings(self, method: str) -> Optional[dict[str, Any]]:
+        """The ``inherit:`` settings for ``method``'s runs (``teacher``: the fine-tune); None: not evaluated.
+
+        ``--mini`` never runs them (its runs are a smoke test of training).
+        """
+        spec = self.manifest.inherit
+        if spec is None or self.options.mini or method not in spec.methods:
+            return None
+        return spec.settings()
+
     @property
     def teacher_weights(self) -> Path:
         """The file every student distils from (the fine-tuned teacher, or a link to the pretrained one)."""

@@ -127,6 +127,10 @@ def summarize_suite(
         row["command"] = members[0].run.command()
         rows.append(row)
     apply_gains(rows, plan.manifest.baseline_of)
+    if plan.manifest.inherit is not None:
+        from kdlab.benchmarks.suite_inherit import add_corruption_ratios
+
+        add_corruption_ratios(rows, plan.manifest.inherit.references)
     return rows
 
 
@@ -432,6 +436,13 @@ def render_document(plan: "SuitePlan", result: Optional["SuiteResult"]) -> str:
         lines += ["## Cost", ""] + _cost_lines(result) + [""]
         return "\n".join(lines + _machine_lines(plan, result)) + "\n"
     lines += ["## Teacher", ""] + _teacher_lines(rows) + [""]
+    if manifest.inherit is not None:
+        from kdlab.benchmarks.suite_inherit import report_lines as inherit_lines
+
+        lines += ["## What the networks inherit: robustness, transfer, retrieval", "",
+                  "Measured on `checkpoints/last.pt` of each run after training (`inherit:` in suite.yaml; the same "
+                  "as `kdlab eval` with `--corruptions`, `--transfer`, `--retrieval`, `--manifold`), mean ± std over "
+                  "seeds:", ""] + inherit_lines(manifest.inherit, rows) + [""]
     lines += ["## Does the suite separate the methods?", "", f"Gain over the plain {manifest.baseline} "
               f"(± standard error of the difference over seeds):", ""]
     lines += separation_lines(plan, rows) or ["- (no method besides the baseline)"]

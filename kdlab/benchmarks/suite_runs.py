@@ -203,16 +203,28 @@ def _link_cache(run: PlannedRun) -> None:
     link.symlink_to(run.cache, target_is_directory=True)
 
 
-def task_run(run: PlannedRun, reuse: bool) -> dict[str, Any]:
+def _inherit(run: PlannedRun, settings: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The ``inherit:`` evaluation of a finished run (kept when eval.json already holds it): its seconds."""
+    from kdlab.benchmarks.suite_inherit import evaluate_inheritance, is_current
+
+    if settings is None or is_current(run.out_dir, settings):
+        return {}
+    return {"inherit_seconds": evaluate_inheritance(run.load(), run.out_dir, settings)}
+
+
+def task_run(run: PlannedRun, reuse: bool, inherit: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Train one run (keep a completed one / resume an interrupted one with ``reuse``), evaluate it if asked.
 
     Without ``reuse`` an existing run folder is deleted first: the trainer appends to
-    metrics.jsonl, so a stale one would mix two runs. Returns ``{"wall_seconds", "reused"}``.
+    metrics.jsonl, so a stale one would mix two runs. ``inherit``: the suite's ``inherit:``
+    settings for this run (:mod:`kdlab.benchmarks.suite_inherit`), evaluated after training
+    and not counted in its wall time. Returns ``{"wall_seconds", "reused"}`` (and
+    ``inherit_seconds`` when that evaluation ran).
     """
     from kdlab.engine.trainer import Trainer
 
     if reuse and is_reusable(run):
-        return {**read_run_times(run.out_dir), "reused": True}
+        return {**read_run_times(run.out_dir), "reused": True, **_inherit(run, inherit)}
     resume = None
     if run.out_dir.exists():
         interrupted = (run.out_dir / "checkpoints" / "last.pt").exists() and not (run.out_dir / "final.json").exists()
@@ -239,7 +251,7 @@ def task_run(run: PlannedRun, reuse: bool) -> dict[str, Any]:
     summary = {"method": run.method, "seed": run.seed, "wall_seconds": wall, "cpu_seconds": cpu,
                "resumed": resume is not None}
     (run.out_dir / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return {"wall_seconds": wall, "cpu_seconds": cpu, "reused": False}
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "reused": False, **_inherit(run, inherit)}
 
 
 # ---------------------------------------------------------------------------------------------- shared work

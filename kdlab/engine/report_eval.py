@@ -23,6 +23,7 @@ from kdlab.config import Config, ConfigError
 from kdlab.engine import builders
 from kdlab.engine.checkpoint import CheckpointError
 from kdlab.engine.evaluate import classify, embed
+from kdlab.engine.inheritance_eval import InheritanceRequest, inheritance_metrics
 
 #: rows projected through a head at once
 _HEAD_CHUNK = 4096
@@ -66,12 +67,14 @@ def evaluate_checkpoint(
     manifold: bool = False,
     plot_path: Optional[str] = None,
     unsafe_load: bool = False,
+    inherit: Optional[InheritanceRequest] = None,
 ) -> dict[str, Any]:
     """Everything `kdlab eval` reports, as a dict (percentages for accuracies).
 
     Keys: ``val_top1``/``val_top5``/``val_loss`` (runs with labels), ``knn<k>``,
-    ``linear_top1``/``linear_top5``, ``manifold_<metric>``, ``manifold_plot``, and the
-    same ``knn``/``manifold`` keys prefixed ``<term>_head_`` for each projection head.
+    ``linear_top1``/``linear_top5``, ``manifold_<metric>``, ``manifold_plot``, the
+    same ``knn``/``manifold`` keys prefixed ``<term>_head_`` for each projection head, and
+    what ``inherit`` asks (corruptions, transfer, retrieval: :mod:`kdlab.engine.inheritance_eval`).
     """
     from kdlab.models.checkpoint import load_checkpoint
 
@@ -79,8 +82,9 @@ def evaluate_checkpoint(
     if not Path(checkpoint).exists():
         raise ConfigError(f"--checkpoint {checkpoint}: file not found")
     if cfg.task == "detection":
-        if knn or linear_probe or manifold:
-            raise ConfigError("--knn, --linear-probe and --manifold measure classifiers' embeddings, not task: detection")
+        if knn or linear_probe or manifold or (inherit is not None and inherit.wanted):
+            raise ConfigError("--knn, --linear-probe, --manifold, --corruptions, --eval-set, --transfer and "
+                              "--retrieval measure classifiers, not task: detection")
         return evaluate_detector(cfg, checkpoint, device, unsafe_load=unsafe_load)
     data = embedding_data(cfg, device)
     model_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, checkpoint=None))
@@ -91,12 +95,16 @@ def evaluate_checkpoint(
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "samples": data.eval.num_samples}
     if cfg.distill.labels:
         result.update({f"val_{k}": v for k, v in classify(student, data.eval).items()})
-    if not (knn or linear_probe or manifold):
+    inherit = inherit if inherit is not None and inherit.wanted else None
+    if not (knn or linear_probe or manifold or inherit):
         return result
 
     teacher = _LazyTeacher(cfg, data, device, unsafe_load)
-    train_x, train_y, _ = embed(student, data.train_eval)
-    test_x, test_y, _ = embed(student, data.eval)
+    needs_train = knn or linear_probe or manifold or (inherit is not None and inherit.needs_classifier
+                                                       and not cfg.distill.labels)
+    needs_test = knn or linear_probe or manifold or (inherit is not None and inherit.retrieval)
+    train_x, train_y, _ = embed(student, data.train_eval) if needs_train else (None, None, None)
+    test_x, test_y, _ = embed(student, data.eval) if needs_test else (None, None, None)
     heads = projection_heads(cfg, data, device, student, loaded.extra.get("method"), teacher) if knn or manifold else {}
     head_views: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for key, head in heads.items():
@@ -119,6 +127,11 @@ def evaluate_checkpoint(
     if manifold:
         heads_test = {key: views[1] for key, views in head_views.items()}
         result.update(_manifold(teacher.get(), data, test_x, heads_test, test_y, plot_path, cfg.trainer.seed))
+    if inherit is not None:
+        result.update(inheritance_metrics(
+            cfg, data, student, inherit, device=device,
+            train=None if train_x is None else (train_x, train_y), test=None if test_x is None else (test_x, test_y),
+        ))
     return result
 
 

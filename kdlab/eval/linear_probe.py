@@ -13,7 +13,8 @@ Two protocols:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -150,14 +151,61 @@ def linear_probe(
         ``{"top1": percent, "top5": percent, "method": method}`` on the test set (top-5 is
         clipped to the number of classes). Deterministic for a given seed and device.
     """
+    num_classes = _validate(train_x, train_y, test_x, test_y, num_classes)
+    classifier = fit_linear_classifier(
+        train_x, train_y, method=method, epochs=epochs, lr=lr, milestones=milestones, batch_size=batch_size,
+        weight_decay=weight_decay, seed=seed, l2=l2, max_iter=max_iter, num_classes=num_classes,
+    )
+    test_y = test_y.detach().to(classifier.weight.device).long()
+    with torch.no_grad():
+        acc = topk_accuracy(classifier(test_x), test_y, ks=(1, 5))
+    return {"top1": acc[1], "top5": acc[5], "method": method}
+
+
+@dataclass(frozen=True)
+class LinearClassifier:
+    """A fitted linear probe: ``logits = ((x - mean) / std) @ weight + bias`` (no standardisation for "sgd")."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    mean: Optional[torch.Tensor] = None
+    std: Optional[torch.Tensor] = None
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D) frozen features -> (N, classes) logits, on the probe's device and dtype."""
+        x = as_float(features.detach()).to(device=self.weight.device, dtype=self.weight.dtype)
+        if self.mean is not None and self.std is not None:
+            x = (x - self.mean) / self.std
+        return x @ self.weight + self.bias
+
+
+def fit_linear_classifier(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    *,
+    method: str = "lbfgs",
+    epochs: int = 100,
+    lr: float = 30.0,
+    milestones: Sequence[int] = (60, 80),
+    batch_size: int = 256,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    l2: float = 1e-4,
+    max_iter: int = 500,
+    num_classes: int | None = None,
+) -> LinearClassifier:
+    """The probe :func:`linear_probe` fits, returned to classify other features (e.g. of corrupted images)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    num_classes = _validate(train_x, train_y, test_x, test_y, num_classes)
+    require_2d("train_x", train_x)
+    require_labels("train_y", train_y, train_x, "train_x")
+    if num_classes is None:
+        num_classes = int(train_y.max().item()) + 1
+    require_positive_int("num_classes", num_classes)
+    require_label_range("train_y", train_y, num_classes)
     train_x = as_float(train_x.detach())
-    test_x = as_float(test_x.detach()).to(device=train_x.device, dtype=train_x.dtype)
     train_y = train_y.detach().to(train_x.device).long()
-    test_y = test_y.detach().to(train_x.device).long()
-
+    mean = std = None
     with torch.enable_grad():
         if method == "lbfgs":
             if l2 < 0:
@@ -166,26 +214,14 @@ def linear_probe(
             mean = train_x.mean(dim=0)
             # Constant features would divide by zero; leaving them unscaled keeps them at 0.
             std = train_x.std(dim=0, unbiased=False).clamp_min(1e-8)
-            train_x = (train_x - mean) / std
-            test_x = (test_x - mean) / std
-            weight, bias = _fit_lbfgs(train_x, train_y, num_classes, l2, max_iter)
+            weight, bias = _fit_lbfgs((train_x - mean) / std, train_y, num_classes, l2, max_iter)
         else:
             require_positive_int("epochs", epochs)
             require_positive_int("batch_size", batch_size)
             if not lr > 0:
                 raise ValueError(f"lr must be > 0, got {lr!r}")
             weight, bias = _fit_sgd(
-                train_x,
-                train_y,
-                num_classes,
-                epochs=epochs,
-                lr=lr,
-                milestones=milestones,
-                batch_size=batch_size,
-                weight_decay=weight_decay,
-                seed=seed,
+                train_x, train_y, num_classes, epochs=epochs, lr=lr, milestones=milestones,
+                batch_size=batch_size, weight_decay=weight_decay, seed=seed,
             )
-
-    with torch.no_grad():
-        acc = topk_accuracy(test_x @ weight + bias, test_y, ks=(1, 5))
-    return {"top1": acc[1], "top5": acc[5], "method": method}
+    return LinearClassifier(weight, bias, mean, std)

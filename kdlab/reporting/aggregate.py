@@ -20,7 +20,10 @@ benchmark suite share this schema:
 ``profile``, ``profile_run`` the object ``kdlab profile`` wrote (``profile.json``) for the group's first
                       profiled run, and that run's folder; absent when no run was profiled
 ``<metric>_mean/std`` further metrics when present: ``val_top5``, ``val_knn<k>`` (final epoch),
-                      ``linear_top1``, ``knn<k>``, ``manifold_*`` (from ``eval.json`` of last.pt)
+                      ``linear_top1``, ``knn<k>``, ``manifold_*`` (from ``eval.json`` of last.pt), and
+                      ``kdlab eval``'s robustness / transfer / retrieval results flattened
+                      (:func:`inheritance_extras`: ``mean_corruption_top1``, ``mce_<ref>``,
+                      ``transfer_<spec>``, ``retrieval_map``, ...)
 
 Standard deviations are sample standard deviations (n - 1) over seeds; with a single run
 they are ``None`` (JSON ``null``): one run says nothing about the spread.
@@ -217,10 +220,45 @@ def run_extras(run: RunRecord) -> dict[str, float]:
         for key, value in evaluated[-1].items():
             if _EXTRA_FROM_METRICS.match(key) and number(value) is not None:
                 extras[key] = number(value)  # type: ignore[assignment]
+    for key, value in inheritance_extras(run.evaluation.get("last", {})).items():
+        extras[key] = value
     for key, value in run.evaluation.get("last", {}).items():
         if _EXTRA_FROM_EVAL.match(key) and number(value) is not None:
             extras[key] = number(value)  # type: ignore[assignment]
     return extras
+
+
+def _key_part(text: str) -> str:
+    """A spec or folder as a metric-name part: its last path component, without spaces."""
+    return PurePosixPath(str(text).rstrip("/")).name.replace(" ", "_") or str(text)
+
+
+def inheritance_extras(evaluation: dict[str, Any]) -> dict[str, float]:
+    """The robustness / transfer / retrieval results of ``kdlab eval`` as flat metric names.
+
+    ``mean_corruption_top1``, ``corruption_clean_top1``, ``corruption_<name>`` (mean over its
+    severities), ``retrieval_map`` / ``retrieval_recall@k``, ``transfer_<spec>``, ``eval_set_<folder>``,
+    ``mce_<reference>`` / ``relative_mce_<reference>``.
+    """
+    out: dict[str, float] = {}
+    for key in ("mean_corruption_top1", "corruption_clean_top1"):
+        if number(evaluation.get(key)) is not None:
+            out[key] = number(evaluation[key])  # type: ignore[assignment]
+    corruptions = evaluation.get("corruptions")
+    if isinstance(corruptions, dict):
+        for name, by_severity in corruptions.items():
+            values = [number(v) for v in by_severity.values()] if isinstance(by_severity, dict) else []
+            if values and all(v is not None for v in values):
+                out[f"corruption_{name}"] = sum(values) / len(values)  # type: ignore[arg-type]
+    for field_name, prefix in (("retrieval", "retrieval_"), ("transfer", "transfer_"), ("eval_sets", "eval_set_"),
+                               ("mce", "mce_"), ("relative_mce", "relative_mce_")):
+        values = evaluation.get(field_name)
+        if isinstance(values, dict):
+            for sub, value in values.items():
+                if number(value) is not None:
+                    part = sub if field_name == "retrieval" else _key_part(sub)
+                    out[f"{prefix}{part}"] = number(value)  # type: ignore[assignment]
+    return out
 
 
 def describe_terms(config: dict[str, Any]) -> str:

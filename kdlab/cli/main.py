@@ -65,6 +65,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ("kdlab.models.checkpoint", "CheckpointMismatchError"),
         ("kdlab.models.checkpoint", "UnsafeCheckpointError"),
         ("kdlab.eval.detection", "DetectionEvalUnavailable"),
+        ("kdlab.engine.metrics_log", "MetricsLogError"),
+        ("kdlab.reporting.runs", "RunFolderError"),
     ):
         try:
             errors.append(getattr(importlib.import_module(module), name))

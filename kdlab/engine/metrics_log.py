@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import warnings
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger("kdlab.engine")
 
 
 def _clean(value: Any) -> Any:
@@ -19,11 +24,17 @@ class MetricsLog:
         self.path = path
 
     def truncate_after(self, epochs_done: int) -> None:
-        """Drop lines of epochs a resumed run will redo (written after its checkpoint)."""
+        """Drop lines of epochs a resumed run will redo (written after its checkpoint).
+
+        The file is replaced atomically (a temporary file renamed over it): a kill during the
+        rewrite leaves the old file or the new one, never half of one.
+        """
         if not self.path.exists():
             return
         kept = [line for line in self.read() if line.get("epoch", 0) < epochs_done]
-        self.path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        os.replace(temporary, self.path)
 
     def append(self, row: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +42,34 @@ class MetricsLog:
             handle.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """Every row; a last line cut short (a kill during its append) is skipped with a warning.
+
+        A damaged line anywhere else is an error naming the file and the line: that is not
+        what an interrupted append leaves.
+        """
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise MetricsLogError(f"{self.path} is not UTF-8 text (byte {err.start}): not a metrics.jsonl") from None
+        lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+        rows = []
+        for position, (number, line) in enumerate(lines):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if position == len(lines) - 1:
+                    message = f"{self.path} line {number} was cut short (an interrupted write?); skipped"
+                    logger.warning(message)
+                    warnings.warn(message, stacklevel=2)
+                    break
+                raise MetricsLogError(f"{self.path} line {number} is not valid JSON: {line[:60]!r}") from None
+            if not isinstance(row, dict):
+                raise MetricsLogError(f"{self.path} line {number} must be a JSON object, got {type(row).__name__}")
+            rows.append(row)
+        return rows
+
+
+class MetricsLogError(ValueError):
+    """metrics.jsonl cannot be read; the message names the file and the line."""

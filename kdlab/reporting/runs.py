@@ -83,18 +83,13 @@ def _read_json(path: Path) -> Any:
 
 
 def read_metrics_file(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for number_, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise RunFolderError(f"{path} line {number_} is not valid JSON: {err}") from None
-        if not isinstance(row, dict):
-            raise RunFolderError(f"{path} line {number_} must be a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+    """The rows of a metrics.jsonl, as the trainer reads it on resume (a torn last line skipped with a warning)."""
+    from kdlab.engine.metrics_log import MetricsLog, MetricsLogError
+
+    try:
+        return MetricsLog(path).read()
+    except MetricsLogError as err:
+        raise RunFolderError(str(err)) from None
 
 
 def read_evaluation(path: Path) -> dict[str, dict[str, Any]]:

@@ -50,12 +50,45 @@ def _download(root: Path, name: str) -> None:
     dataset_cls(str(root), train=True, download=True)
 
 
+#: the only globals a CIFAR "python version" batch pickles: numpy arrays (numpy 1 and 2 module names)
+#: and, in a batch re-saved by Python 3, the latin-1 encoding of its bytes
+_BATCH_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3 (a re-saved batch)
+})
+
+
+class _RefusedGlobal(Exception):
+    pass
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR batch holds (dicts, bytes, lists, numbers, numpy
+    arrays); any other class or function named in the file is refused before it is looked up, so a
+    crafted file cannot run code (the stance ``weights_only=True`` takes for checkpoints)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _BATCH_GLOBALS:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _load_pickle(path: Path) -> dict:
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="bytes")
+            batch = _BatchUnpickler(handle, encoding="bytes").load()
+    except _RefusedGlobal as refused:
+        raise DataError(
+            f"CIFAR batch file {path} names {refused} in its pickle, which a CIFAR batch never holds; "
+            "refusing to load it (a crafted pickle can run code): replace it with the official file"
+        ) from None
     except Exception as exc:  # unpickling a damaged file raises many types
-        raise DataError(f"cannot read CIFAR batch file {path}: {type(exc).__name__}: {exc}") from exc
+        raise DataError(f"cannot read CIFAR batch file {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"CIFAR batch file {path} holds a {type(batch).__name__}, not the dict of a CIFAR batch")
+    return batch
 
 
 def _load_batches(folder: Path, files: list[str], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:

@@ -217,32 +217,9 @@ def add_corruption_ratios(rows: list[dict[str, Any]], references: Sequence[str])
                 row[f"relative_mce_{reference}_mean"], row[f"relative_mce_{reference}_std"] = mean_std(relative)
 
 
-def _spearman(pairs: Sequence[tuple[float, float]]) -> Optional[float]:
-    if len(pairs) < 3:
-        return None
-
-    def ranks(values: Sequence[float]) -> list[float]:
-        order = sorted(range(len(values)), key=lambda i: values[i])
-        out = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2
-            i = j + 1
-        return out
-
-    xs, ys = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    vx, vy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
-    return cov / (vx * vy) ** 0.5 if vx > 0 and vy > 0 else None
-
-
 def report_lines(spec: InheritSpec, rows: Sequence[dict[str, Any]]) -> list[str]:
     """The Markdown of the inheritance table (mean ± std over seeds) and its correlations."""
+    from kdlab.benchmarks.suite_compare import spearman
     from kdlab.reporting.tables import format_mean_std
 
     chosen = [row for row in rows if row["method"] in spec.methods and row.get("mean_corruption_top1_mean") is not None
@@ -287,7 +264,7 @@ def report_lines(spec: InheritSpec, rows: Sequence[dict[str, Any]]) -> list[str]
         for ref in spec.references[:1]:
             pairs = [(row[f"{key}_mean"], row[f"mce_{ref}_mean"]) for row in distilled
                      if row.get(f"{key}_mean") is not None and row.get(f"mce_{ref}_mean") is not None]
-            rho = _spearman(pairs)
+            rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
             if rho is not None:
                 lines.append(f"- Spearman rank correlation over the {len(pairs)} distilled rows between {title} with "
                              f"the teacher and mCE vs {ref}: {rho:+.2f} (negative: closer to the teacher's manifold, "

@@ -295,7 +295,7 @@ def task_prerequisites(*runs: PlannedRun) -> dict[str, Any]:
             if produces in seen or Path(need.produces).exists():
                 continue
             seen.add(produces)
-            resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
+            resume = "auto"  # continues an interrupted one; starts fresh in an empty folder
             result = Trainer(need.config).fit(resume=resume)
             if not result.completed:
                 raise SuiteInterrupted(f"{need.description} stopped early; run the same command again to continue")

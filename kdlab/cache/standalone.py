@@ -29,7 +29,7 @@ def _run_prerequisites(cfg: Config) -> None:
     for need in prerequisites(cfg):
         if Path(need.produces).exists():
             continue
-        resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
+        resume = "auto"  # continues an interrupted one; starts fresh in an empty folder
         if not Trainer(need.config).fit(resume=resume).completed:
             raise ConfigError(f"{need.description} stopped early; run the same command again to continue")
 

@@ -9,8 +9,10 @@ the learning rate of the position, and the global RNG comes back per rank.
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import kdlab
 from kdlab import collectives
@@ -96,19 +98,92 @@ def save_checkpoint(run: Any, name: str = "last.pt") -> Path:
     return path
 
 
+def run_outputs(out_dir: Path) -> list[str]:
+    """What a run has left in ``out_dir`` (relative names): the summary, metrics, checkpoints and
+    partial checkpoint writes. ``config.yaml`` alone does not count: it is written before the first step."""
+    found = [name for name in ("final.json", "metrics.jsonl") if (out_dir / name).is_file()
+             and (out_dir / name).stat().st_size > 0]
+    checkpoints = out_dir / "checkpoints"
+    if checkpoints.is_dir():
+        found += sorted(f"checkpoints/{p.name}" for p in checkpoints.iterdir() if p.name.endswith((".pt", ".tmp")))
+    return found
+
+
+#: what ``--overwrite`` deletes before a run starts over (the files and folders a run writes)
+RUN_FILES = ("final.json", "metrics.jsonl", "metrics.csv", "eval.json", "profile.json")
+RUN_FOLDERS = ("checkpoints", "tensorboard")
+
+
+def clear_run_outputs(out_dir: Path) -> None:
+    """Delete what an earlier run left in ``out_dir`` (``--overwrite``); other files stay."""
+    import shutil
+
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        if (out_dir / name).is_dir():
+            shutil.rmtree(out_dir / name)
+
+
+def _kept_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """The checkpoints ``--resume auto`` may continue from, newest first: last.pt, then trainer.keep_last's."""
+    kept = sorted(ckpt_dir.glob("epoch_*.pt"), reverse=True)
+    return [ckpt_dir / "last.pt", *kept]
+
+
+def _loadable_resume_state(run: Any) -> tuple[Optional[Path], Optional[dict[str, Any]]]:
+    """``--resume auto``: the newest checkpoint of the run that loads with what resuming needs.
+
+    A damaged ``last.pt`` (a kill during a write on a file system without atomic rename, a disk
+    error) falls back to the newest ``epoch_*.pt`` kept by ``trainer.keep_last``, said on the
+    console; nothing is deleted or overwritten here. No checkpoint at all, with other outputs of
+    a run present, is an error: starting fresh would write over them.
+    """
+    errors = []
+    for candidate in _kept_checkpoints(run.ckpt_dir):
+        if not candidate.is_file():
+            continue
+        try:
+            state = load_checkpoint_file(candidate, unsafe=run.unsafe_load)
+            require_keys(state, RESUME_KEYS, candidate)
+        except CheckpointError as err:
+            errors.append(f"{candidate.name}: {err}")
+            continue
+        if errors:
+            message = f"--resume auto: {'; '.join(errors)}; continuing from {candidate} instead"
+            say(run.progress_mode, message)
+            logging.getLogger("kdlab.engine").warning(message)
+        return candidate, state
+    outputs = [name for name in run_outputs(run.out_dir) if not name.endswith(".tmp")]
+    if errors:
+        raise CheckpointError(
+            f"--resume auto: no loadable checkpoint in {run.ckpt_dir} ({'; '.join(errors)}); refusing to start "
+            "fresh over this run: pass --overwrite to start it over, or choose another trainer.out_dir"
+        )
+    if outputs:
+        raise CheckpointError(
+            f"--resume auto: {run.out_dir} holds a run's outputs ({', '.join(outputs)}) but no checkpoint to "
+            "continue from; pass --overwrite to start it over, or choose another trainer.out_dir"
+        )
+    return None, None
+
+
 def restore_checkpoint(run: Any, where: str, force: bool = False) -> bool:
-    """Load ``where`` (a checkpoint path, or ``auto``: last.pt of the run folder if any) into ``run``."""
+    """Load ``where`` (a checkpoint path, or ``auto``: the run folder's newest loadable checkpoint) into ``run``."""
     if where == "auto":
-        path = run.ckpt_dir / "last.pt"
-        if not path.exists():
-            say(run.progress_mode, f"no checkpoint at {path}: starting fresh")
+        path, state = _loadable_resume_state(run)
+        if path is None or state is None:
+            say(run.progress_mode, f"no checkpoint in {run.ckpt_dir}: starting fresh")
             return False
     else:
         path = Path(where)
+        if path.is_dir():
+            raise CheckpointError(f"--resume {where}: a folder, not a checkpoint file (for a run folder's "
+                                  "own checkpoint use --resume auto with trainer.out_dir set to it)")
         if not path.exists():
             raise CheckpointError(f"--resume {where}: no such checkpoint (refusing to start fresh)")
-    state = load_checkpoint_file(path, unsafe=run.unsafe_load)
-    require_keys(state, RESUME_KEYS, path)
+        state = load_checkpoint_file(path, unsafe=run.unsafe_load)
+        require_keys(state, RESUME_KEYS, path)
     changed = config_differences(state["config"], to_dict(run.cfg))
     if changed and not force:
         raise ConfigError(

@@ -29,7 +29,14 @@ from kdlab.engine.loggers import RunLoggers
 from kdlab.engine.metric_reduction import add_losses, agree, epoch_means, flush_into
 from kdlab.engine.metrics_log import MetricsLog
 from kdlab.engine.progress import EpochProgress, say
-from kdlab.engine.run_state import OPERATIONAL_KEYS, config_differences, restore_checkpoint, save_checkpoint  # noqa: F401
+from kdlab.engine.run_state import (  # noqa: F401
+    OPERATIONAL_KEYS,
+    clear_run_outputs,
+    config_differences,
+    restore_checkpoint,
+    run_outputs,
+    save_checkpoint,
+)
 from kdlab.engine.schedule import learning_rate
 from kdlab.engine.stop_signal import STOP_PREFIXES, StopSignal
 from kdlab.engine.timelimit import parse_duration
@@ -105,7 +112,7 @@ class Trainer:
             if distributed.all_gather_objects(Path(need.produces).exists())[0]:
                 continue
             say(self.progress_mode, f"first: {need.description} -> {need.produces}")
-            resume = "auto" if (Path(need.config.trainer.out_dir) / "checkpoints" / "last.pt").exists() else None
+            resume = "auto"  # continues an interrupted one; starts fresh in an empty folder
             result = Trainer(need.config, unsafe_load=self.unsafe_load).fit(resume=resume)
             if not result.completed:
                 raise RuntimeError(f"{need.description} stopped early; run again with --resume auto")
@@ -255,16 +262,30 @@ class Trainer:
         flush_into(self._pending, self._epoch_sums, self.dist.world_size if self.dist.enabled else 1)
 
     # ------------------------------------------------------------------- loop
-    def fit(self, resume: Optional[str] = None, resume_force: bool = False) -> TrainResult:
+    def fit(self, resume: Optional[str] = None, resume_force: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train (or continue with ``resume``: a checkpoint path or ``auto``).
+
+        A run folder that already holds a run's outputs is never trained over silently: without
+        ``resume`` it is refused, unless ``overwrite`` deletes those outputs first.
+        """
         cfg = self.cfg
         distributed.set_gather_enabled(cfg.distill.gather)
-        if resume is not None:
+        if overwrite and resume is not None:
+            raise ConfigError("--overwrite starts the run over; it cannot be combined with --resume")
+        if overwrite:
+            if self.dist.is_main:
+                clear_run_outputs(self.out_dir)
+            distributed.barrier()
+        elif resume is not None:
             self.resume(resume, force=resume_force)
-        elif (self.ckpt_dir / "last.pt").exists():
-            raise ConfigError(
-                f"{self.ckpt_dir / 'last.pt'} exists: pass --resume auto to continue that run, "
-                "or choose another trainer.out_dir"
-            )
+        else:
+            outputs = run_outputs(self.out_dir)
+            if outputs:
+                raise ConfigError(
+                    f"{self.out_dir} already holds a run ({', '.join(outputs[:4])}"
+                    f"{', ...' if len(outputs) > 4 else ''}): pass --resume auto to continue it, --overwrite to "
+                    "start it over, or choose another trainer.out_dir"
+                )
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(dump_yaml(cfg))
@@ -401,10 +422,11 @@ def train(
     resume: Optional[str] = None,
     resume_force: bool = False,
     unsafe_load: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Python entry point equal to ``kdlab train CONFIG [overrides] [--resume ...]``."""
+    """Python entry point equal to ``kdlab train CONFIG [overrides] [--resume ...] [--overwrite]``."""
     cfg = load_config(config, overrides)
-    return Trainer(cfg, unsafe_load=unsafe_load).fit(resume=resume, resume_force=resume_force)
+    return Trainer(cfg, unsafe_load=unsafe_load).fit(resume=resume, resume_force=resume_force, overwrite=overwrite)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

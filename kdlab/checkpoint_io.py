@@ -75,22 +75,96 @@ def file_sha256(path: PathLike) -> str:
     return _DIGESTS[key]
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """The file is a real torch file holding pickled Python objects beyond tensors: ``--unsafe-load`` opts in."""
+
+
+#: a torch >= 1.6 file is a zip archive; an older one a pickle (protocol 2..5)
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOLS = {bytes([0x80, n]) for n in range(2, 6)}
+
+
+def describe_object(obj: Any) -> str:
+    """What a loaded object is, for messages: "a Tensor of shape (3, 4)", "a list of 2 items", ..."""
+    if isinstance(obj, torch.Tensor):
+        return f"a Tensor of shape {tuple(obj.shape)}"
+    if isinstance(obj, dict):
+        if not obj:
+            return "an empty dict"
+        tensors = sum(isinstance(v, torch.Tensor) for v in obj.values())
+        keys = ", ".join(repr(k) for k in list(obj)[:4]) + (", ..." if len(obj) > 4 else "")
+        return f"a dict of {len(obj)} entries ({tensors} tensors; keys {keys})"
+    if isinstance(obj, (list, tuple)):
+        return f"a {type(obj).__name__} of {len(obj)} items"
+    return f"a {type(obj).__name__}"
+
+
+def _file_kind(path: Path) -> str:
+    """"zip" (a torch archive), "pickle" (a legacy torch file) or a phrase saying what the file is instead."""
+    import zipfile
+
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return "a truncated or corrupt torch archive (a zip that does not open)"
+        if not any(name.endswith("data.pkl") for name in names):
+            return "a zip archive that is not a torch file (no data.pkl)"
+        return "zip"
+    if head[:2] in _PICKLE_PROTOCOLS:
+        return "pickle"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "a text file, not a torch checkpoint"
+    return f"not a torch file (it starts with {head[:8]!r})"
+
+
+def torch_load_checked(path: PathLike, *, unsafe: bool = False, what: str = "checkpoint") -> Any:
+    """``torch.load`` on the CPU (``weights_only`` unless ``unsafe``) with every failure one :class:`CheckpointError`.
+
+    The file is classified first: missing, a folder, empty, a truncated or corrupt torch archive, a
+    zip or other file that is no torch file at all. Only a real torch file whose pickle names
+    objects beyond tensors raises :class:`UnsafeCheckpointError` with the ``--unsafe-load`` hint:
+    opting out of the safe load is never the advice for a file that is not a checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{what} {path} is empty (0 bytes)")
+    kind = _file_kind(path)
+    if kind not in ("zip", "pickle"):
+        raise CheckpointError(f"{what} {path} is {kind}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except pickle.UnpicklingError as err:
+        refused = _refused_object(err)
+        if "Unsupported global" in str(err) or refused.startswith("it needs"):
+            raise UnsafeCheckpointError(
+                f"{what} {path} holds pickled Python objects that a safe load (weights_only=True) refuses "
+                f"({refused}). Loading it would run code from the file: only if you trust it, opt in with "
+                "--unsafe-load."
+            ) from None
+        raise CheckpointError(f"{what} {path} is a damaged torch file ({size} bytes): {refused}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{what} {path} cannot be read: truncated or damaged ({size} bytes; {text})") from None
+
+
 def load_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> dict[str, Any]:
     """Read a checkpoint dict safely; ``unsafe=True`` allows arbitrary pickles (trusted files only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=not unsafe)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"checkpoint {path} holds Python objects that a safe load (weights_only=True) refuses "
-            f"({_refused_object(err)}). If you trust this file, pass --unsafe-load to allow arbitrary code in it to run."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a torch file?): {err}") from None
+    data = torch_load_checked(path, unsafe=unsafe)
     if not isinstance(data, dict):
-        raise CheckpointError(f"checkpoint {path} is a {type(data).__name__}, expected a dict")
+        raise CheckpointError(f"checkpoint {path} holds {describe_object(data)}, not a checkpoint (a dict)")
     return data
 
 

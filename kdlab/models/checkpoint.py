@@ -23,7 +23,6 @@ keys and the shape mismatches, before any weight is changed.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdlab import checkpoint_io as _io
 from kdlab.models.literature_keys import KeyNames, rename_literature_keys, unwrap_sskd
 
 PathLike = str | os.PathLike[str]
@@ -52,8 +52,7 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint's weights do not fit the model (missing/unexpected keys, shape mismatches)."""
 
 
-class UnsafeCheckpointError(ValueError):
-    """The file needs full unpickling (arbitrary code) and the user has not opted in."""
+UnsafeCheckpointError = _io.UnsafeCheckpointError  # a real torch file with pickled objects: --unsafe-load
 
 
 @dataclass
@@ -103,7 +102,7 @@ def read_safetensors_file(path: PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as err:
-        raise ValueError(f"checkpoint {path} cannot be read as a safetensors file (truncated?): {err}") from err
+        raise _io.CheckpointError(f"checkpoint {path} cannot be read as a safetensors file (truncated?): {err}") from None
 
 
 def read_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> Any:
@@ -114,19 +113,9 @@ def read_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if is_safetensors_file(path):
+    if path.stat().st_size > 0 and is_safetensors_file(path):
         return read_safetensors_file(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not unsafe)
-    except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnsafeCheckpointError(
-            f"checkpoint {path} holds pickled Python objects that a safe load (weights_only=True) refuses "
-            f"({first_line}). Loading it would run code from the file: only if you trust it, opt in with "
-            "--unsafe-load (or load_checkpoint(..., unsafe=True) / create_model(..., unsafe_load=True))."
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"checkpoint {path} cannot be read (truncated or not a torch file?): {err}") from err
+    return _io.torch_load_checked(path, unsafe=unsafe)
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -146,11 +135,12 @@ def split_checkpoint(obj: Any, path: PathLike = "<checkpoint>") -> tuple[dict[st
             if _is_state_dict(obj.get(key)):
                 return dict(obj[key]), {k: v for k, v in obj.items() if k != key}
         top = ", ".join(repr(k) for k in list(obj)[:MAX_LISTED])
-        raise ValueError(
+        raise _io.CheckpointError(
             f"checkpoint {path} has no state_dict: expected tensors at the top level or under one of "
             f"{', '.join(STATE_DICT_KEYS)}; its top-level keys are {top}"
         )
-    raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict of tensors")
+    raise _io.CheckpointError(f"checkpoint {path} holds {_io.describe_object(obj)}, expected a dict of tensors "
+                              "(a state dict)")
 
 
 def _all_start_with(keys: list[str], prefix: str) -> bool:

@@ -71,3 +71,13 @@ def as_float(x: torch.Tensor) -> torch.Tensor:
     if not x.dtype.is_floating_point:
         return x.to(torch.float32)
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def normalise_ks(ks) -> tuple[int, ...]:
+    """``ks`` (top-k or recall@k cut-offs) as a non-empty tuple of positive integers."""
+    ks = tuple(ks)
+    if not ks:
+        raise ValueError("ks must contain at least one k, got ()")
+    for k in ks:
+        require_positive_int(f"k in ks={ks}", k)
+    return ks

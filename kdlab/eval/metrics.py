@@ -11,16 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from kdlab.eval._checks import require_2d, require_labels, require_positive_int
-
-
-def _normalise_ks(ks: Iterable[int]) -> tuple[int, ...]:
-    ks = tuple(ks)
-    if not ks:
-        raise ValueError("ks must contain at least one k, got ()")
-    for k in ks:
-        require_positive_int(f"k in ks={ks}", k)
-    return ks
+from kdlab.eval._checks import normalise_ks as _normalise_ks, require_2d, require_labels, require_positive_int
 
 
 def _check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:

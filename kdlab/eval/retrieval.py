@@ -17,16 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from kdlab.eval._checks import as_float, require_2d, require_labels, require_positive_int
-
-
-def _normalise_ks(ks: Sequence[int]) -> tuple[int, ...]:
-    ks = tuple(ks)
-    if not ks:
-        raise ValueError("ks must contain at least one k, got ()")
-    for k in ks:
-        require_positive_int(f"k in ks={ks}", k)
-    return ks
+from kdlab.eval._checks import as_float, normalise_ks as _normalise_ks, require_2d, require_labels, require_positive_int
 
 
 def _sorted_relevance(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
-from kdlab.eval._checks import normalise_ks as _normalise_ks, require_2d, require_labels, require_positive_int
+from kdlab.eval._checks import normalise_ks as _normalise_ks, require_2d, require_labels
 
 
 def _check_logits_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:

@@ -105,9 +105,10 @@ def ensure_dataset(plan: "SuitePlan", echo: Echo = print) -> Optional[float]:
 # ---------------------------------------------------------------------------------------------- the output folder
 def prepare_out_dir(plan: SuitePlan) -> None:
     """Refuse a non-empty folder the suite did not write; with ``--fresh`` delete the suite's own files."""
+    from kdlab.checkpoint_io import check_output_file, check_output_folder
+
     out = plan.out_dir
-    if out.exists() and not out.is_dir():
-        raise SuiteError(f"--out {out} exists and is not a folder")
+    check_output_folder(out, "--out")  # a file, device or pipe there: one line, never replaced
     if not out.exists() or not any(out.iterdir()):
         return
     if not (out / MARKER_FILE).is_file():
@@ -119,9 +120,12 @@ def prepare_out_dir(plan: SuitePlan) -> None:
         for name in (TEACHER, TEACHERS_DIR, "runs", "teacher_cache", "timings", PRETRAINED_FILE, "results.json",
                      "report.md"):
             path = out / name
-            if path.is_dir():
+            if path.is_symlink():
+                path.unlink()  # the link itself; what it points to is not the suite's
+            elif path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
+                check_output_file(path, "--fresh")  # a device, pipe or socket named like an output: refused, kept
                 path.unlink()
 
 
@@ -146,7 +150,9 @@ def _write_marker(plan: SuitePlan, extra: dict[str, Any]) -> None:
     if plan.is_paired:
         marker["pairs"] = [pair.name for pair in plan.pairs]
         marker["teacher"] = {t.label: str(t.checkpoint) for t in plan.teachers}
-    (plan.out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2, default=str) + "\n")
+    from kdlab.checkpoint_io import atomic_write_text
+
+    atomic_write_text(plan.out_dir / MARKER_FILE, json.dumps(marker, indent=2, default=str) + "\n", what="--out")
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -262,8 +268,9 @@ class _Progress:
         """Timings of shared work, kept in <out>/timings/ so a later invocation that reuses it still reports them."""
         path = self.plan.out_dir / "timings" / (key.replace(":", "_").replace("/", "_") + ".json")
         if fresh:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(value, indent=2) + "\n")
+            from kdlab.checkpoint_io import atomic_write_text
+
+            atomic_write_text(path, json.dumps(value, indent=2) + "\n", what="suite timings")
             return value
         try:
             saved = json.loads(path.read_text())
@@ -442,8 +449,9 @@ def dry_run(options: SuiteOptions, echo: Echo = print) -> SuitePlan:
     for line in problem_lines(plan):
         echo(line)
     if options.doc is not None:
-        Path(options.doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(options.doc).write_text(render_document(plan, None))
+        from kdlab.checkpoint_io import atomic_write_text
+
+        atomic_write_text(options.doc, render_document(plan, None), what="--doc")
         echo(f"wrote {options.doc} (protocol and command; no results)")
     return plan
 

@@ -147,10 +147,9 @@ def evaluate_inheritance(cfg: Any, run_dir: Path, settings: dict[str, Any]) -> f
     saved = _saved(run_dir)
     last = saved.get("last") if isinstance(saved.get("last"), dict) else {}
     saved["last"] = {**last, **result, SETTINGS_KEY: settings}
-    target = _eval_file(run_dir)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(json.dumps(saved, indent=2, default=str) + "\n")
-    temporary.replace(target)
+    from kdlab.checkpoint_io import atomic_write_text
+
+    atomic_write_text(_eval_file(run_dir), json.dumps(saved, indent=2, default=str) + "\n", what="the evaluation")
     return round(time.monotonic() - started, 2)
 
 

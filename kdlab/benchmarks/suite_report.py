@@ -476,17 +476,14 @@ def write_outputs(result: "SuiteResult") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result.rows, indent=2, default=str) + "\n"
     document = render_document(plan, result)
-    targets = [(out / "results.json", text), (out / "report.md", document)]
+    targets = [(out / "results.json", text, "--out"), (out / "report.md", document, "--out")]
     if plan.options.results_json is not None:
-        targets.append((Path(plan.options.results_json), text))
+        targets.append((Path(plan.options.results_json), text, "--results-json"))
     if plan.options.doc is not None:
-        targets.append((Path(plan.options.doc), document))
-    written = []
-    for path, content in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        written.append(path)
-    return written
+        targets.append((Path(plan.options.doc), document, "--doc"))
+    from kdlab.checkpoint_io import atomic_write_text
+
+    return [atomic_write_text(path, content, what=option) for path, content, option in targets]
 
 
 __all__ = [

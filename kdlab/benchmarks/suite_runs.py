@@ -185,7 +185,9 @@ def evaluate_run(cfg: Any, run_dir: Path) -> dict[str, dict[str, Any]]:
         results["best"] = evaluate_checkpoint(cfg, str(best), **options)
     else:
         results["best"] = dict(results["last"], checkpoint=str(best))
-    (run_dir / EVAL_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    from kdlab.checkpoint_io import atomic_write_text
+
+    atomic_write_text(run_dir / EVAL_FILE, json.dumps(results, indent=2, default=str) + "\n", what="the evaluation")
     return results
 
 
@@ -250,7 +252,9 @@ def task_run(run: PlannedRun, reuse: bool, inherit: Optional[dict[str, Any]] = N
     cpu = round(time.process_time() - cpu_started, 2)
     summary = {"method": run.method, "seed": run.seed, "wall_seconds": wall, "cpu_seconds": cpu,
                "resumed": resume is not None}
-    (run.out_dir / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    from kdlab.checkpoint_io import atomic_write_text
+
+    atomic_write_text(run.out_dir / RUN_FILE, json.dumps(summary, indent=2) + "\n", what="the run summary")
     return {"wall_seconds": wall, "cpu_seconds": cpu, "reused": False, **_inherit(run, inherit)}
 
 
@@ -323,6 +327,7 @@ def task_pretrained(config: Path, overrides: tuple[str, ...], checkpoint: Path, 
     result = evaluate_checkpoint(cfg, str(checkpoint))
     result = {**result, "checkpoint": str(checkpoint), "wall_seconds": round(time.monotonic() - started, 2),
               "cpu_seconds": round(time.process_time() - cpu_started, 2)}
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    from kdlab.checkpoint_io import atomic_write_text
+
+    atomic_write_text(out_file, json.dumps(result, indent=2, default=str) + "\n", what="the teacher evaluation")
     return {**result, "reused": False}

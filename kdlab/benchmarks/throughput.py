@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import contextlib
 import shutil
 import signal
@@ -181,9 +182,10 @@ def bench_throughput(
 
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
-    if seconds <= 0 or rounds < 1 or warmup_steps < 0:
+    if not (math.isfinite(seconds) and seconds > 0) or rounds < 1 or warmup_steps < 0:  # inf/nan: never-ending slices
         raise ConfigError(
-            f"--seconds must be > 0, --rounds >= 1 and --warmup-steps >= 0, got {seconds}, {rounds}, {warmup_steps}"
+            f"--seconds must be finite and > 0, --rounds >= 1 and --warmup-steps >= 0, "
+            f"got {seconds}, {rounds}, {warmup_steps}"
         )
     if cfg.task == "detection":
         if not (cfg.teacher.name or cfg.teacher.checkpoint):

@@ -44,7 +44,10 @@ class CacheWriter:
     """Builds a cache's files in a temporary sibling of ``path``; :meth:`commit` publishes them atomically."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        from kdlab.checkpoint_io import check_output_folder
+
+        # a file, device or pipe at the path would only fail the final rename, after all the work
+        self.path = check_output_folder(path, "teacher cache")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
         self._arrays: dict[str, np.memmap] = {}
@@ -112,6 +115,9 @@ class CacheFiles:
             self.meta: dict[str, Any] = json.loads((self.path / META_FILE).read_text())
         except (OSError, ValueError) as err:
             raise TeacherCacheError(f"teacher cache {self.path}: unreadable {META_FILE}: {err}") from None
+        if not isinstance(self.meta, dict) or not isinstance(self.meta.get("arrays", {}), dict):
+            raise TeacherCacheError(f"teacher cache {self.path}: {META_FILE} is not a kdlab cache description "
+                                    "(a damaged cache: build it again)")
         if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
             raise TeacherCacheError(
                 f"teacher cache {self.path} has format {self.meta.get('format')!r} "
@@ -131,10 +137,15 @@ class CacheFiles:
                 raise TeacherCacheError(f"teacher cache {self.path} has no array {name!r}")
             file = self.path / f"{name}.npy"
             try:
-                array = np.load(file, mmap_mode="r")
-            except (OSError, ValueError) as err:
+                array = np.load(file, mmap_mode="r", allow_pickle=False)
+                if not isinstance(array, np.ndarray):
+                    array.close()
+                    raise ValueError("an .npz archive, not one array")
+            except (OSError, ValueError, EOFError) as err:
                 raise TeacherCacheError(f"teacher cache {self.path}: cannot read {file.name}: {err}") from None
-            if list(array.shape) != expected["shape"] or array.dtype.str != expected["dtype"]:
+            if not isinstance(expected, dict):
+                raise TeacherCacheError(f"teacher cache {self.path}: {META_FILE} garbles array {name!r}")
+            if list(array.shape) != expected.get("shape") or array.dtype.str != expected.get("dtype"):
                 raise TeacherCacheError(
                     f"teacher cache {self.path}: {file.name} is {array.dtype.str} {list(array.shape)}, "
                     f"meta.json says {expected['dtype']} {expected['shape']} (a damaged cache: build it again)"

@@ -16,6 +16,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from kdlab.cli.bench import int_at_least
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -29,11 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("suite", help="suite folder holding suite.yaml, e.g. benchmarks/cifar10_cpu")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides for every run, e.g. data.root=PATH")
-    p.add_argument("--seeds", type=int, help="seeds per method (default: the manifest's)")
+    p.add_argument("--seeds", type=int_at_least(1), help="seeds per method (default: the manifest's)")
     p.add_argument("--methods", nargs="+", metavar="METHOD", help="run only these methods (default: all)")
     p.add_argument("--pairs", nargs="+", metavar="PAIR",
                    help="suites with pairs: run only these teacher_student pairs (default: all)")
-    p.add_argument("--jobs", type=int, help="runs trained side by side in worker processes (default: the manifest's)")
+    p.add_argument("--jobs", type=int_at_least(1),
+                   help="runs trained side by side in worker processes (default: the manifest's)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/bench/<suite name>)")
     p.add_argument("--mini", action="store_true", help="the miniature suite of the manifest (smoke test, seconds)")
     p.add_argument("--teacher-checkpoint", type=Path, metavar="PATH",
@@ -68,8 +71,15 @@ def _command_line() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from kdlab.benchmarks.suite import SuiteOptions, dry_run, run_suite
+    from kdlab.checkpoint_io import check_output_file, check_output_folder
     from kdlab.reporting.tables import footnotes, to_text
 
+    # the outputs first: a device, pipe or folder at --doc / --results-json is one line before any training
+    if args.out is not None:
+        check_output_folder(args.out, "--out")
+    for option, value in (("--doc", args.doc), ("--results-json", args.results_json)):
+        if value is not None:
+            check_output_file(value, option)
     options = SuiteOptions(
         suite_dir=Path(args.suite),
         out_dir=args.out,

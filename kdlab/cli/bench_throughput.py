@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from kdlab.cli.bench import int_at_least, positive_seconds
 from kdlab.cli.common import add_config_args, config_from_args
 
 _LABELS = {
@@ -22,12 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="training images/s and peak memory: reference KD loop vs kdlab (student only, live teacher, cache)",
     )
     add_config_args(p)
-    p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per configuration (default 20)")
-    p.add_argument("--rounds", type=int, default=4, help="alternating slices the seconds are split into (default 4)")
+    p.add_argument("--seconds", type=positive_seconds, default=20.0,
+                   help="timed seconds per configuration (a finite number > 0; default 20)")
+    p.add_argument("--rounds", type=int_at_least(1), default=4,
+                   help="alternating slices the seconds are split into (default 4)")
     p.add_argument("--cache", metavar="PATH", help="teacher cache folder to reuse or build (default: a temporary one)")
-    p.add_argument("--cache-epochs", type=int, default=1, help="epochs the teacher cache holds (default 1)")
-    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps at the start of every slice (default 3)")
-    p.add_argument("--threads", type=int, help="torch threads per configuration (default: one per core)")
+    p.add_argument("--cache-epochs", type=int_at_least(1), default=1, help="epochs the teacher cache holds (default 1)")
+    p.add_argument("--warmup-steps", type=int_at_least(0), default=3,
+                   help="untimed steps at the start of every slice (default 3)")
+    p.add_argument("--threads", type=int_at_least(1), help="torch threads per configuration (default: one per core)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -43,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.cache_epochs < 1:
         raise ConfigError(f"--cache-epochs must be >= 1, got {args.cache_epochs}")
+    if args.cache is not None:
+        from kdlab.checkpoint_io import check_output_folder
+
+        check_output_folder(args.cache, "--cache")  # a file, device or pipe there: one line, before any work
     cfg = config_from_args(args)
     try:
         result = bench_throughput(

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top-k must be >= 0 (0: full logits), got {args.top_k}")
     fields = [f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None
     cfg = config_from_args(args)
+    _check_cache_folder(args.out, cfg)
     if cfg.teachers:
         return _run_several(args, cfg, fields)
     cache, built = build_cache_from_config(
@@ -64,6 +65,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_line(summary))
     return 0
+
+
+def _check_cache_folder(out: Optional[str], cfg: Any) -> None:
+    """The cache path is a folder or a new path: a file, device or pipe there is one line, exit 2, before any work."""
+    from kdlab.checkpoint_io import check_output_folder
+
+    target = out or cfg.distill.teacher_cache
+    if target:
+        check_output_folder(target, "--out" if out else "distill.teacher_cache")
 
 
 def _line(summary: dict) -> str:

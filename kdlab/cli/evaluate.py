@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     cfg_eval = cfg.eval
     manifold = args.manifold or cfg_eval.manifold
     plot = args.plot or (str(Path(args.checkpoint).with_suffix("")) + "_manifold.png" if manifold else None)
+    if plot is not None:  # before any evaluation: a device, pipe or folder there is one line, exit 2
+        from kdlab.checkpoint_io import check_output_file
+
+        check_output_file(plot, "--plot")
     result = evaluate_checkpoint(
         cfg,
         args.checkpoint,

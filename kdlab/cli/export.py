@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from kdlab.deploy.formats import require_extras
 
     require_extras(args.format)  # before loading anything: the missing extra is the first thing to say
+    _check_out(args.out)
     loaded = load_for_export(args.source, args.checkpoint, unsafe_load=args.unsafe_load)
     result = export_student(loaded, args.format, args.out, fold_batchnorm=args.fold_batchnorm, opset=args.opset)
     check = f"check: {result.verification.summary()}"
@@ -63,3 +64,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"metadata: {result.metadata_path}")
     print(check)
     return 0
+
+
+def _check_out(out: str | None) -> None:
+    """``--out`` names a folder (the default name goes in it), a regular file or a new path; anything else
+    (a device, a pipe, a socket) is refused in one line before the checkpoint is read."""
+    import os
+    from pathlib import Path
+
+    from kdlab.checkpoint_io import check_output_folder
+    from kdlab.deploy.export import check_export_outputs
+
+    if out is None:
+        return
+    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        check_output_folder(out, "--out")
+    else:
+        check_export_outputs(out)

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--k", type=int, default=DEFAULT_K, help=f"neighbours per sample (default {DEFAULT_K}; clipped to N-1)"
     )
-    p.add_argument("--out", default=None, help="output file (default: data.knn_index or a fingerprint-keyed name)")
+    p.add_argument("--out", default=None, help="output file (default: data.knn_index or a fingerprint-keyed name); "
+                                               "a regular file (replaced atomically) or a new path, nothing else")
     p.add_argument("--chunk-size", type=int, default=None, help="query rows per search step (default: ~256 MiB blocks)")
     p.add_argument(
         "--unsafe-load", action="store_true", help="allow pickled objects in the teacher checkpoint (trusted files)"
@@ -35,9 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdlab.engine.knn_index import build_knn_index
+    from kdlab.engine.knn_index import build_knn_index, check_index_output
 
     cfg = config_from_args(args)
+    check_index_output(cfg, args.out)  # a device, pipe or folder at the output: one line, before any work
     info = build_knn_index(cfg, k=args.k, out=args.out, chunk_size=args.chunk_size, unsafe_load=args.unsafe_load)
     if cfg.trainer.progress == "none":
         print(info.path)

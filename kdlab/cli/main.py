@@ -15,6 +15,10 @@ from typing import Optional, Sequence
 import kdlab
 
 EXIT_USAGE = 2
+#: stopped early by a signal or trainer.time_limit; a training run's checkpoint is saved (--resume auto)
+EXIT_STOPPED = 3
+#: a training run diverged (a loss or gradient became NaN/Inf); the last good checkpoint is kept
+EXIT_DIVERGED = 4
 
 COMMANDS = (
     "train",
@@ -67,6 +71,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ("kdlab.eval.detection", "DetectionEvalUnavailable"),
         ("kdlab.engine.metrics_log", "MetricsLogError"),
         ("kdlab.reporting.runs", "RunFolderError"),
+        ("kdlab.models.registry", "OptionalDependencyError"),
     ):
         try:
             errors.append(getattr(importlib.import_module(module), name))
@@ -76,14 +81,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_stopped_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that end a run on purpose (e.g. a NaN loss): one line, exit code 1."""
+    """Exception types that end a run on purpose (a NaN/Inf loss): one line, exit code 4."""
     from kdlab.engine.trainer import NonFiniteLossError
 
     return (NonFiniteLossError,)
 
 
 def one_line(err: BaseException) -> str:
-    """The message of ``err``; for an error re-raised from a DataLoader worker, without the worker's traceback."""
+    """The message of ``err`` on one line; for an error re-raised from a DataLoader worker, without the
+    worker's traceback. kdlab's own messages are one line already; a library's text that is not is joined."""
     text = str(err)
     if "DataLoader worker" in text and "Original Traceback" in text:
         head = text.splitlines()[0].rstrip(".")
@@ -91,11 +97,42 @@ def one_line(err: BaseException) -> str:
         last = [line for line in text.splitlines() if line.strip()][-1]
         detail = last.split(": ", 1)[1] if ": " in last else last
         return f"{detail} (raised in {where})"
-    return text
+    return " ".join(text.split()) if "\n" in text else text
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+    from kdlab.engine.stop_signal import install_command_handlers, reset_stopping, restore_handlers
+
+    reset_stopping()  # a stop of an earlier in-process call does not carry over
+    previous = install_command_handlers()
+    try:
+        return _run(argv)
+    finally:
+        # the real command line (argv None) exits next: from here a signal has nothing left to stop
+        restore_handlers(previous, exiting=argv is None)
+
+
+def _interrupted_line(command: Optional[str], err: KeyboardInterrupt) -> str:
+    import signal
+
+    from kdlab.engine.stop_signal import training_started
+
+    name = signal.Signals(getattr(err, "signum", signal.SIGINT)).name
+    what = f"kdlab {command}" if command else "kdlab"
+    if command != "train":
+        return f"{what}: stopped by {name} (run the command again)"
+    if not training_started():
+        return (f"{what}: stopped by {name} before training started; nothing was trained "
+                "(run the command again; with --resume auto if the run folder holds a checkpoint)")
+    return f"{what}: stopped by {name} after training ended; its checkpoints are saved (--resume auto continues it)"
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt as err:
+        print(_interrupted_line(None, err), file=sys.stderr)
+        return EXIT_STOPPED
     args, extra = parser.parse_known_args(argv)
     # overrides may follow options (`train CFG --resume auto trainer.epochs=3`): argparse leaves them over
     stray = [t for t in extra if t.startswith("-") or "=" not in t or not isinstance(getattr(args, "overrides", None), list)]
@@ -113,10 +150,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     except run_stopped_errors() as err:
         print(f"kdlab {args.command}: stopped: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_DIVERGED
+    except KeyboardInterrupt as err:
+        print(_interrupted_line(args.command, err), file=sys.stderr)
+        return EXIT_STOPPED
 
 
 if __name__ == "__main__":

@@ -49,12 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kdlab.deploy.measure import TimingSettings
-    from kdlab.deploy.profile import profile_path, write_profile
+    from kdlab.deploy.profile import check_profile_output, profile_path, write_profile
     from kdlab.deploy.profile_text import to_text
 
     settings = TimingSettings(threads=args.threads, warmup=args.warmup, repeats=args.repeats,
                               max_seconds=args.max_seconds, batch_size=args.batch_size)
     settings.validate()
+    if not args.no_write:
+        check_profile_output(args.path)
     profile = profile_path(args.path, args.overrides, which=args.checkpoint, settings=settings,
                            evaluate=args.evaluate, unsafe_load=args.unsafe_load)
     run_dir = profile["source"].get("run_dir")

@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,13 +23,12 @@ from typing import Any, Iterable, Optional, Union
 
 import yaml
 
-from kdlab.config.schema import Config
+from kdlab.config.durations import parse_duration
+from kdlab.config.errors import ConfigError
+from kdlab.config.schema import INT_MAX, INT_MIN, Config
+from kdlab.config.yaml_reading import check_alias_expansion, load_yaml, parse_yaml
 
 BASE_KEY = "_base_"
-
-
-class ConfigError(ValueError):
-    """A config file, key or value is wrong; the message says which."""
 
 
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -46,10 +46,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config {path} is not UTF-8 text: {err}") from None
     except OSError as err:
         raise ConfigError(f"config {path} cannot be read: {err}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except (yaml.YAMLError, ValueError, RecursionError) as err:  # ValueError: e.g. a date like 2001-13-45
-        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    data = load_yaml(text, f"config {path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
     bases = data.pop(BASE_KEY, [])
@@ -83,9 +80,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except (yaml.YAMLError, ValueError, RecursionError):  # not YAML (or an impossible date): the text itself
         value = raw
+    check_alias_expansion(value, f"override {key}")
     return key.split("."), value
 
 
@@ -232,18 +230,61 @@ def _show(value: Any) -> str:
 
 
 def _check_value(key: str, value: Any, hint: Any, meta: Any) -> Any:
+    """``value`` coerced to ``hint`` and checked against the field's metadata.
+
+    Metadata (all optional): ``choices``; ``min`` / ``max`` (inclusive) and ``exclusive_min`` (the value
+    must be greater) bound a number, or each number of a list; ``min_items`` / ``max_items`` bound a
+    list's length; ``duration`` (true) makes a string a duration (:func:`parse_duration`, > 0). Every
+    integer must also fit in 64 bits (``INT_MIN`` .. ``INT_MAX``) unless ``min`` / ``max`` are tighter.
+    """
     value = _coerce(key, value, hint)
     if value is None:
         return value
+    if isinstance(value, list):
+        _check_length(key, value, meta)
+        for i, item in enumerate(value):
+            _check_scalar(f"{key}[{i}]", item, meta)
+        return value
+    return _check_scalar(key, value, meta)
+
+
+def _check_length(key: str, value: list[Any], meta: Any) -> None:
+    least, most = meta.get("min_items"), meta.get("max_items")
+    if least is not None and len(value) < least:
+        if not value:
+            raise ConfigError(f"{key}=[] is empty: it needs at least {least} item{'s' if least > 1 else ''}")
+        raise ConfigError(f"{key}={value!r} has {len(value)} items: it needs at least {least}")
+    if most is not None and len(value) > most:
+        raise ConfigError(f"{key}={value!r} has {len(value)} items: it takes at most {most}")
+
+
+def _check_scalar(key: str, value: Any, meta: Any) -> Any:
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}")
-    lo, hi = meta.get("min"), meta.get("max")
+    if meta.get("duration") and isinstance(value, str):
+        parse_duration(value, key=key)  # raises ConfigError naming the key and the text
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    lo, hi, above = meta.get("min"), meta.get("max"), meta.get("exclusive_min")
+    if isinstance(value, int):  # a 64-bit integer at most: torch and numpy take no wider one
+        lo = INT_MIN if lo is None else max(lo, INT_MIN)
+        hi = INT_MAX if hi is None else min(hi, INT_MAX)
+    shown = _show_number(value)
+    if above is not None and not value > above:
+        raise ConfigError(f"{key}={shown} is out of range: must be > {above}")
     if lo is not None and value < lo:
-        raise ConfigError(f"{key}={value!r} is out of range: must be >= {lo}")
+        raise ConfigError(f"{key}={shown} is out of range: must be >= {lo}")
     if hi is not None and value > hi:
-        raise ConfigError(f"{key}={value!r} is out of range: must be <= {hi}")
+        raise ConfigError(f"{key}={shown} is out of range: must be <= {hi}")
     return value
+
+
+def _show_number(value: Union[int, float]) -> str:
+    """``repr`` of a number, shortened for integers too long to read (or to print: Python caps int -> str)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"<a {value.bit_length()}-bit integer>"
+    return repr(value)
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -265,7 +306,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{key} must be an integer, got {_show(value)}")
+        base_60 = " (a base-60 number in YAML 1.1; kdlab reads it as text)" if isinstance(value, str) \
+            and re.fullmatch(r"[-+]?[0-9]+(:[0-9]+)+(\.[0-9]*)?", value.strip()) else ""
+        raise ConfigError(f"{key} must be an integer, got {_show(value)}{base_60}")
     if hint is float:
         number: Optional[float] = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):

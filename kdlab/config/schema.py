@@ -6,7 +6,10 @@ value out of range) are produced from this schema by
 :mod:`kdlab.config.loader`, so adding a key needs no new error code.
 
 Range and choice constraints live in ``field(metadata=...)``:
-``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds).
+``choices`` (allowed values), ``min`` / ``max`` (inclusive bounds), ``exclusive_min`` (the value must
+be greater), ``min_items`` / ``max_items`` (list lengths; the bounds then apply to each item) and
+``duration`` (a time such as ``3h50m``, > 0). Every integer must fit in 64 bits (:data:`INT_MIN` ..
+:data:`INT_MAX`) unless its field bounds it tighter.
 """
 
 from __future__ import annotations
@@ -14,6 +17,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
+
+
+#: the bounds every integer key lives in unless its field sets tighter ones: torch and numpy take no wider int
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+#: the largest seed: scikit-learn's random_state (the t-SNE / PCA of eval.manifold gets trainer.seed) is a
+#: numpy RandomState seed, which must be < 2**32; torch.manual_seed would take up to 2**64 - 1
+SEED_MAX = 2**32 - 1
+#: the largest image side a config may ask for (data.image_size, synthetic_size, crop_padding): far above
+#: the 224 of the largest shipped recipes (ImageNet); one 4096 x 4096 RGB image is already 48 MiB as uint8
+#: and 192 MiB as float32, so a larger value is a typo, not a resolution
+IMAGE_SIDE_MAX = 4096
 
 
 def _choices(*values: str, doc: str = "") -> dict[str, Any]:
@@ -26,14 +40,20 @@ class TrainerConfig:
 
     epochs: int = field(default=10, metadata={"min": 1, "doc": "number of training epochs"})
     out_dir: str = field(default="runs/default", metadata={"doc": "run folder (config, metrics, checkpoints)"})
-    seed: int = field(default=0, metadata={"min": 0, "doc": "seeds init, data order and augmentation"})
+    seed: int = field(
+        default=0,
+        metadata={"min": 0, "max": SEED_MAX, "doc": "seeds init, data order and augmentation (0 .. 2**32 - 1: "
+                                                     "numpy's, and so scikit-learn's, seed range)"},
+    )
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda", doc="auto picks CUDA when present"))
     stop_after_steps: Optional[int] = field(
         default=None,
         metadata={"min": 1, "doc": "stop cleanly after N optimizer steps with a resumable checkpoint (as if preempted)"},
     )
     time_limit: Optional[str] = field(
-        default=None, metadata={"doc": "wall-clock budget such as '3h50m'; stop cleanly before it runs out"}
+        default=None,
+        metadata={"duration": True, "doc": "wall-clock budget such as '3h50m', '90m', '45s' or seconds (> 0); "
+                                           "stop cleanly before it runs out; null: no limit"},
     )
     precision: str = field(
         default="fp32", metadata=_choices("fp32", "bf16", doc="bf16 autocast (CUDA; CPU when supported); losses in fp32")
@@ -62,7 +82,8 @@ class TrainerConfig:
     )
     num_threads: Optional[int] = field(
         default=None,
-        metadata={"min": 1, "doc": "CPU threads of torch (default: torch's); 1 is fastest for tiny models on busy CPUs"},
+        metadata={"min": 1, "max": 4096, "doc": "CPU threads of torch (default: torch's); 1 is fastest for tiny "
+                                                "models on busy CPUs (at most 4096; torch takes a 32-bit count)"},
     )
 
 
@@ -71,10 +92,19 @@ class OptimConfig:
     """Optimizer of the student and the method's trainable modules."""
 
     name: str = field(default="sgd", metadata=_choices("sgd", "adamw"))
-    lr: float = field(default=0.05, metadata={"min": 0.0, "doc": "base learning rate"})
+    lr: float = field(default=0.05, metadata={"exclusive_min": 0.0, "doc": "base learning rate (> 0)"})
     momentum: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     weight_decay: float = field(default=5e-4, metadata={"min": 0.0})
-    nesterov: bool = False
+    nesterov: bool = field(default=False, metadata={"doc": "Nesterov momentum (sgd; needs optim.momentum > 0)"})
+
+    def __post_init__(self) -> None:
+        if self.name == "sgd" and self.nesterov is True and isinstance(self.momentum, (int, float)) \
+                and not self.momentum > 0:
+            # torch.optim.SGD refuses this pair only when the optimizer is built, after the data and models
+            raise _config_error(
+                "optim.nesterov=true needs optim.momentum > 0 (Nesterov momentum), "
+                f"got optim.momentum={self.momentum!r}"
+            )
 
 
 @dataclass
@@ -82,7 +112,9 @@ class ScheduleConfig:
     """Learning-rate schedule, stepped per optimizer step (epoch-fractional)."""
 
     name: str = field(default="step", metadata=_choices("step", "cosine", "constant"))
-    milestones: list[int] = field(default_factory=lambda: [150, 180, 210], metadata={"doc": "epochs where lr *= gamma"})
+    milestones: list[int] = field(
+        default_factory=lambda: [150, 180, 210], metadata={"min": 0, "doc": "epochs (>= 0) where lr *= gamma"}
+    )
     gamma: float = field(default=0.1, metadata={"min": 0.0})
     warmup_epochs: float = field(default=0.0, metadata={"min": 0.0, "doc": "linear warm-up from 0 over these epochs"})
     min_lr: float = field(default=0.0, metadata={"min": 0.0, "doc": "cosine floor"})
@@ -116,6 +148,9 @@ def _per_class_value(value: Any) -> Optional[Union[int, float]]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _config_error(f"{key} must be {expected}, got {_show(value)}")
     if isinstance(value, int):
+        if value > INT_MAX:
+            raise _config_error(f"{key}={value if value.bit_length() <= 128 else '<a huge integer>'} is out of "
+                                f"range: must be <= {INT_MAX}")
         if value < 1:
             raise _config_error(f"{key}={value} is out of range: a count must be >= 1 (or a fraction in (0, 1])")
         return value
@@ -124,6 +159,47 @@ def _per_class_value(value: Any) -> Optional[Union[int, float]]:
             and value > 1 else ""
         raise _config_error(f"{key}={value!r} is out of range: a fraction must be in (0, 1]{hint}")
     return float(value)
+
+
+def _number_text_hint(value: Any) -> str:
+    """A hint for text that reads as a number: YAML 1.1 reads ``1e-3`` (no dot, unsigned exponent) as a string."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " (YAML reads it as text: write the number with a dot and a signed exponent, e.g. 1.0e-3, or 0.001)"
+    return ""
+
+
+def _check_term_shape(where: str, term: Any) -> None:
+    """The generic keys of one ``distill.terms`` entry: a mapping, ``name`` a non-empty string, ``weight`` >= 0.
+
+    ``key`` (when given) is a non-empty string. Whether the name is a loss term, and the term's own
+    parameters, are checked where the terms are built (``kdlab.methods.build``), which knows the registry.
+    """
+    if not isinstance(term, dict):
+        raise _config_error(f"{where} must be a mapping with a name, e.g. {{name: kd, weight: 0.9}}; got {_show(term)}")
+    if "name" not in term:
+        raise _config_error(f"{where} has no name: each term is a mapping like {{name: kd, weight: 0.9}}")
+    name = term["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise _config_error(f"{where}.name must be a non-empty string (a loss term, see `kdlab list-methods`), "
+                            f"got {_show(name)}")
+    if "weight" in term:
+        weight = term["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise _config_error(f"{where}.weight must be a number >= 0, got {_show(weight)}{_number_text_hint(weight)}")
+        try:
+            finite = math.isfinite(weight)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite:
+            raise _config_error(f"{where}.weight must be a finite number, got {_show(weight)}")
+        if weight < 0:
+            raise _config_error(f"{where}.weight={weight!r} is out of range: must be >= 0")
+    if "key" in term and (not isinstance(term["key"], str) or not term["key"]):
+        raise _config_error(f"{where}.key must be a non-empty string, got {_show(term['key'])}")
 
 
 @dataclass
@@ -140,8 +216,8 @@ class LabelNoiseConfig:
                                      "(null or 0: no noise)"},
     )
     seed: Optional[int] = field(
-        default=None, metadata={"min": 0, "doc": "fixes which labels change and to what (default null: 0); "
-                                                 "independent of trainer.seed"},
+        default=None, metadata={"min": 0, "max": SEED_MAX, "doc": "fixes which labels change and to what (default "
+                                                                  "null: 0); independent of trainer.seed"},
     )
 
     def __post_init__(self) -> None:
@@ -167,7 +243,10 @@ class DataConfig:
     download: bool = field(default=False, metadata={"doc": "allow torchvision to download CIFAR (never in tests)"})
     batch_size: int = field(default=64, metadata={"min": 1, "doc": "global training batch (images, before views)"})
     eval_batch_size: int = field(default=256, metadata={"min": 1})
-    num_workers: int = field(default=2, metadata={"min": 0, "doc": "DataLoader workers of the standard path"})
+    num_workers: int = field(
+        default=2, metadata={"min": 0, "max": 1024, "doc": "DataLoader workers of the standard path (processes; "
+                                                         "at most 1024)"}
+    )
     subset: Optional[int] = field(default=None, metadata={"min": 1, "doc": "use a fixed random subset of N training samples (same for every seed)"})
     per_class: Optional[Union[int, float]] = field(
         default=None,
@@ -191,8 +270,14 @@ class DataConfig:
             "none", "crop", "flip", "crop_flip", "random_resized_crop", "mocov2", doc="training augmentation"
         ),
     )
-    crop_padding: int = field(default=4, metadata={"min": 0})
-    image_size: Optional[int] = field(default=None, metadata={"min": 1, "doc": "train/eval resolution (default: native)"})
+    crop_padding: int = field(
+        default=4, metadata={"min": 0, "max": IMAGE_SIDE_MAX, "doc": "pixels of padding before the random crop"}
+    )
+    image_size: Optional[int] = field(
+        default=None,
+        metadata={"min": 1, "max": IMAGE_SIDE_MAX, "doc": "train/eval resolution (default: native); at most 4096 "
+                  "(recipes use up to 224; one 4096^2 RGB image is 192 MiB as float32)"},
+    )
     views: str = field(
         default="single",
         metadata=_choices(
@@ -201,8 +286,14 @@ class DataConfig:
         ),
     )
     num_views: int = field(default=1, metadata={"min": 1, "doc": "augmented views per image when views=multi"})
-    mean: Optional[list[float]] = field(default=None, metadata={"doc": "normalisation mean (default: dataset's)"})
-    std: Optional[list[float]] = field(default=None, metadata={"doc": "normalisation std (default: dataset's)"})
+    mean: Optional[list[float]] = field(
+        default=None, metadata={"min_items": 1, "doc": "normalisation mean per channel (default: dataset's)"}
+    )
+    std: Optional[list[float]] = field(
+        default=None,
+        metadata={"min_items": 1, "exclusive_min": 0.0, "doc": "normalisation std per channel, each > 0 (images are "
+                                                               "divided by it; default: dataset's)"},
+    )
     sampler: str = field(default="random", metadata=_choices("random", "knn", doc="knn: CoSS teacher-neighbour batches"))
     knn_index: Optional[str] = field(default=None, metadata={"doc": "neighbour file for sampler=knn"})
     knn_anchors: int = field(
@@ -213,7 +304,7 @@ class DataConfig:
     synthetic_train: int = field(default=512, metadata={"min": 1})
     synthetic_test: int = field(default=128, metadata={"min": 1})
     synthetic_classes: int = field(default=10, metadata={"min": 2})
-    synthetic_size: int = field(default=32, metadata={"min": 4})
+    synthetic_size: int = field(default=32, metadata={"min": 4, "max": IMAGE_SIDE_MAX})
     train_images: Optional[str] = field(
         default=None, metadata={"doc": "coco: training image folder (or .zip) relative to data.root (default train2017)"}
     )
@@ -266,8 +357,13 @@ class TeacherConfig:
     checkpoint: Optional[str] = field(default=None, metadata={"doc": "weights file or a kdlab run folder"})
     num_classes: Optional[int] = field(default=None, metadata={"min": 1})
     kwargs: dict[str, Any] = field(default_factory=dict)
-    mean: Optional[list[float]] = field(default=None, metadata={"doc": "input mean the teacher was trained with"})
-    std: Optional[list[float]] = field(default=None, metadata={"doc": "input std the teacher was trained with"})
+    mean: Optional[list[float]] = field(
+        default=None, metadata={"min_items": 1, "doc": "input mean the teacher was trained with"}
+    )
+    std: Optional[list[float]] = field(
+        default=None,
+        metadata={"min_items": 1, "exclusive_min": 0.0, "doc": "input std the teacher was trained with (each > 0)"},
+    )
     embedding_only: bool = field(default=False, metadata={"doc": "use the pooled embedding, classifier removed"})
     fold_batchnorm: bool = field(
         default=True,
@@ -301,7 +397,9 @@ class DistillConfig:
 
     terms: list[dict[str, Any]] = field(
         default_factory=lambda: [{"name": "ce", "weight": 1.0}],
-        metadata={"doc": "loss terms: [{name: ce, weight: 1.0}, {name: kd, weight: 0.9, temperature: 4}]"},
+        metadata={"doc": "loss terms: [{name: ce, weight: 1.0}, {name: kd, weight: 0.9, temperature: 4}]; each a "
+                         "mapping with a name, a weight >= 0 (default 1); the term's own keys are checked when the "
+                         "terms are built (kdlab.methods.build)"},
     )
     labels: bool = field(default=True, metadata={"doc": "false: label-free (unsupervised) distillation"})
     gather: bool = field(default=False, metadata={"doc": "batch-dependent terms gather across DDP ranks"})
@@ -317,19 +415,32 @@ class DistillConfig:
     )
     head_hidden: int = field(default=2048, metadata={"min": 1, "doc": "hidden width of the student projection head"})
 
+    def __post_init__(self) -> None:
+        if isinstance(self.terms, list):
+            for i, term in enumerate(self.terms):
+                _check_term_shape(f"distill.terms[{i}]", term)
+
 
 @dataclass
 class EvalConfig:
     """What is measured after training / by `kdlab eval`."""
 
     knn: bool = field(default=False, metadata={"doc": "weighted kNN accuracy on frozen embeddings"})
-    knn_k: list[int] = field(default_factory=lambda: [10, 20, 200])
-    knn_temperature: float = field(default=0.07, metadata={"min": 0.0})
+    knn_k: list[int] = field(
+        default_factory=lambda: [10, 20, 200],
+        metadata={"min_items": 1, "min": 1, "doc": "neighbour counts of kNN accuracy (each >= 1; the first is the "
+                                                   "one of label-free training's evaluation)"},
+    )
+    knn_temperature: float = field(
+        default=0.07, metadata={"exclusive_min": 0.0, "doc": "softmax temperature of the neighbours' votes (> 0)"}
+    )
     linear_probe: bool = False
     probe_method: str = field(default="lbfgs", metadata=_choices("lbfgs", "sgd"))
     probe_epochs: int = field(default=100, metadata={"min": 1})
-    probe_lr: float = field(default=30.0, metadata={"min": 0.0})
-    probe_milestones: list[int] = field(default_factory=lambda: [60, 80])
+    probe_lr: float = field(
+        default=30.0, metadata={"exclusive_min": 0.0, "doc": "learning rate of the sgd probe (> 0)"}
+    )
+    probe_milestones: list[int] = field(default_factory=lambda: [60, 80], metadata={"min": 0})
     manifold: bool = False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import tempfile
 import time
@@ -101,6 +102,12 @@ def bench_data(cfg: Any, *, seconds: float = 20.0, batch_size: int = 64) -> dict
     for ``seconds`` after a warm-up; the fast path's one-time decode/caching
     and the zip extraction are timed separately.
     """
+    finite = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
+    if not (finite and seconds > 0):
+        raise ValueError(f"seconds must be a finite number > 0 (a timed loop of inf or nan never ends), "
+                         f"got {seconds!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     base = dataclasses.replace(cfg, batch_size=batch_size, augment="crop_flip", views="single", sampler="random")
     fast_cfg = dataclasses.replace(base, pipeline="fast")
 

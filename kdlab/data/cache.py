@@ -81,10 +81,12 @@ def _read(folder: Path) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, di
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("format") != CACHE_FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
             return None
         images, labels, kept = (np.load(folder / name, allow_pickle=False) for name in _FILES)
-    except (OSError, ValueError) as exc:
+        if not all(isinstance(a, np.ndarray) and a.ndim >= 1 for a in (images, labels, kept)):
+            raise ValueError("an array file holds no array (an .npz archive or a scalar)")
+    except (OSError, ValueError, EOFError) as exc:
         logger.warning("ignoring unreadable fast-path cache %s: %s", folder, exc)
         return None
     if images.shape[0] != labels.shape[0] or images.shape[0] != kept.shape[0]:
@@ -94,6 +96,9 @@ def _read(folder: Path) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, di
 
 
 def _write(folder: Path, images: np.ndarray, labels: np.ndarray, kept: np.ndarray, meta: dict) -> None:
+    if os.path.lexists(folder) and (folder.is_symlink() or not folder.is_dir()):
+        # a file, device, pipe or link where the cache folder goes is not ours to remove or replace
+        raise OSError(f"{folder} exists and is not a cache folder; left as it is")
     folder.parent.mkdir(parents=True, exist_ok=True)
     temp = folder.parent / f"{TEMP_PREFIX}{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temp.mkdir()
@@ -187,6 +192,8 @@ def load_or_find_undecodable(
             logger.warning("ignoring unreadable verification record %s", path)
     bad = find_undecodable(split, progress=progress)
     try:
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            raise OSError(f"{path} exists and is not a regular file; left as it is")
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f"{TEMP_PREFIX}{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         temp.write_text(json.dumps({"undecodable": bad, "files": [split.describe(i) for i in bad]}))

@@ -72,6 +72,10 @@ class FileTable:
                 return _zip_handle(self.container, self.stamp).read(self.names[i])
             return (self.container / self.names[i]).read_bytes()
         except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            path = self.container / self.names[i]
+            if not self.is_zip and path.is_symlink() and not path.exists():
+                raise DataError(f"cannot read image file {self.describe(i)}: a symbolic link to a missing file "
+                                f"({os.readlink(path)}) (set data.on_corrupt=skip to skip unreadable files)") from exc
             raise DataError(f"cannot read image file {self.describe(i)}: {exc}") from exc
 
     def load(self, i: int) -> Image.Image:
@@ -89,7 +93,11 @@ class FileTable:
                 digest.update(name.encode() + b"\0")
         else:
             for name in self.names:
-                stat = (self.container / name).stat()
+                try:
+                    stat = (self.container / name).stat()
+                except OSError:  # a dangling link or a loop: decoding treats it as a broken image (on_corrupt)
+                    digest.update(f"{name}|unreadable\0".encode())
+                    continue
                 digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\0".encode())
         return digest.hexdigest()
 

@@ -144,18 +144,20 @@ def rank_columns(global_batch: int, rank: int, world_size: int, *, group_size: i
 
 def load_knn_neighbours(path: str | Path, num_samples: int) -> torch.Tensor:
     """The (N, K) neighbour table of a ``data.knn_index`` file, checked against the training-set size."""
+    from kdlab.checkpoint_io import CheckpointError, torch_load_checked
+
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"data.knn_index: neighbour file {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a bad file
-        raise DataError(f"data.knn_index: cannot read {path} with torch.load(weights_only=True): {exc}") from exc
+        payload = torch_load_checked(path, what="data.knn_index: the neighbour file")
+    except CheckpointError as err:
+        raise DataError(str(err)) from None
     if not isinstance(payload, dict) or "neighbours" not in payload:
-        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        found = sorted(map(str, payload))[:8] if isinstance(payload, dict) else type(payload).__name__
         raise DataError(f"data.knn_index: {path} must hold a dict with a 'neighbours' (N, K) tensor, found {found}")
     neighbours = payload["neighbours"]
-    if not isinstance(neighbours, torch.Tensor) or neighbours.ndim != 2:
+    if not isinstance(neighbours, torch.Tensor) or neighbours.ndim != 2 or neighbours.is_floating_point():
         shape = tuple(neighbours.shape) if isinstance(neighbours, torch.Tensor) else type(neighbours).__name__
         raise DataError(f"data.knn_index: 'neighbours' in {path} must be an (N, K) tensor, got {shape}")
     if neighbours.shape[0] != num_samples:

@@ -25,7 +25,7 @@ from typing import Any, Optional
 import torch
 
 import kdlab
-from kdlab.checkpoint_io import file_sha256
+from kdlab.checkpoint_io import check_output_file, file_sha256
 from kdlab.deploy import formats
 from kdlab.deploy.formats import EXTENSIONS, FORMATS, ExportError, require_extras
 from kdlab.deploy.student import DEFAULT_CHECKPOINT, LoadedStudent, UnsupportedTaskError, load_student
@@ -107,6 +107,13 @@ def _resolve_output(loaded: LoadedStudent, format: str, out: Optional[str | Path
     if out.name.endswith(".json"):
         raise ExportError(f"--out {out}: that is where the metadata JSON goes; name the exported file")
     return out
+
+
+def check_export_outputs(path: str | Path) -> None:
+    """The exported file and its JSON (``<file>.json``) go to regular files or new paths, nothing else:
+    a device, pipe, socket or folder there raises :class:`~kdlab.checkpoint_io.OutputPathError`."""
+    check_output_file(path, "--out")
+    check_output_file(metadata_path_for(path), "--out (its metadata JSON)")
 
 
 def _model_section(loaded: LoadedStudent) -> dict[str, Any]:
@@ -214,6 +221,7 @@ def _temporary_name(path: Path) -> Path:
 
 
 def _write_json(data: dict[str, Any], path: Path) -> None:
+    check_output_file(path, "--out (its metadata JSON)")
     tmp = _temporary_name(path)
     try:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -244,6 +252,7 @@ def export_student(
     """
     _check_request(format, opset, tolerance)
     path = _resolve_output(loaded, format, out)
+    check_export_outputs(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
     model, folded, fold_note = loaded.model, 0, ""

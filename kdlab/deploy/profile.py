@@ -347,9 +347,22 @@ def profile_path(path: str | Path, overrides: Sequence[str] = (), *, which: str 
 
 def write_profile(profile: dict[str, Any], run_dir: str | Path) -> Path:
     """``<run_dir>/profile.json`` (indented JSON, the object :func:`profile_path` returns)."""
-    target = Path(run_dir) / PROFILE_FILE
-    target.write_text(json.dumps(profile, indent=2) + "\n")
-    return target
+    from kdlab.checkpoint_io import atomic_write_text
+
+    return atomic_write_text(Path(run_dir) / PROFILE_FILE, json.dumps(profile, indent=2) + "\n", what="the profile")
+
+
+def check_profile_output(path: str | Path) -> None:
+    """Before any measurement: the ``profile.json`` a RUN_DIR (or a checkpoint in one) gets is a regular
+    file or a new path (:class:`~kdlab.checkpoint_io.OutputPathError` otherwise). A CONFIG writes nothing."""
+    from kdlab.checkpoint_io import check_output_file
+    from kdlab.deploy.run_top1 import run_folder_of
+
+    if is_config_path(path):
+        return
+    run_dir = run_folder_of(path)
+    if run_dir is not None:
+        check_output_file(run_dir / PROFILE_FILE, "the profile (--no-write skips it)")
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from torch import nn
 from kdlab.config import Config, ConfigError
 from kdlab.config.teacher_source import resolve_teacher_source  # noqa: F401 - re-exported
 from kdlab.engine.teacher import FrozenTeacher
+from kdlab.models.registry import OptionalDependencyError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,6 +73,8 @@ def build_student(cfg: Config, num_classes: int, in_chans: int, *, unsafe_load: 
             unsafe_load=unsafe_load,
             **model_kwargs(cfg.model.kwargs, in_chans, cfg.model.name),
         )
+    except OptionalDependencyError as err:
+        raise _missing_package(f"model.name={cfg.model.name}", err) from None
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model ({cfg.model.name}): {err}") from None
 
@@ -93,6 +96,9 @@ def build_teacher(
             unsafe_load=unsafe_load,
             **model_kwargs(kwargs, in_chans, name),
         )
+    except OptionalDependencyError as err:
+        where = f"teacher.name={name}" if cfg.teacher.name else f"teacher.checkpoint={cfg.teacher.checkpoint} ({name})"
+        raise _missing_package(where, err) from None
     except (TypeError, ValueError) as err:
         hint = ""
         if classes is None and "shape mismatches" in str(err):
@@ -111,6 +117,11 @@ def build_teacher(
         )
     except ValueError as err:
         raise ConfigError(f"teacher: {err}") from None
+
+
+def _missing_package(where: str, err: OptionalDependencyError) -> ConfigError:
+    """One line naming the config key, the package it needs and how to install it."""
+    return ConfigError(f"{where} needs the optional dependency {err.package}, which is not installed: {err.install}")
 
 
 _FUSED_DEVICES = ("cpu", "cuda")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from kdlab.checkpoint_io import CheckpointError, describe_object, torch_load_checked
 from kdlab.config import Config, ConfigError
 from kdlab.engine.checkpoint import file_sha256
 
@@ -198,6 +199,20 @@ def embed_split(
 
 
 # ----------------------------------------------------------------- the file
+def check_index_output(cfg: Config, out: Optional[str | Path] = None) -> None:
+    """Refuse, before any embedding, an index path (``out``, else ``data.knn_index``) that is not a regular
+    file or a new path (:class:`~kdlab.checkpoint_io.OutputPathError`); the default name's folder must be
+    a folder or a new path."""
+    from kdlab.checkpoint_io import check_output_file, check_output_folder
+
+    if out is not None:
+        check_output_file(out, "--out")
+    elif cfg.data.knn_index:
+        check_output_file(cfg.data.knn_index, "data.knn_index")
+    elif cfg.trainer.out_dir:
+        check_output_folder(cfg.trainer.out_dir, "trainer.out_dir")
+
+
 def build_knn_index(
     cfg: Config,
     *,
@@ -222,6 +237,7 @@ def build_knn_index(
         raise KnnIndexError(f"--chunk-size must be >= 1, got {chunk_size}")
     if cfg.teacher.name is None and cfg.teacher.checkpoint is None:
         raise ConfigError("knn-index embeds the training set with the teacher: set teacher.name and teacher.checkpoint")
+    check_index_output(cfg, out)
     mode = cfg.trainer.progress
     device = builders.resolve_device(cfg.trainer.device)
     # the index does not exist yet: read the training set without the knn sampler
@@ -258,7 +274,8 @@ def build_knn_index(
         "k": k_used,
         "num_samples": n,
     }
-    atomic_save(payload, path)
+    named = "--out" if out is not None else "data.knn_index" if cfg.data.knn_index else "the kNN index"
+    atomic_save(payload, path, what=named)
     say(mode, f"knn-index: wrote {path} ({n} x {k_used})")
     return KnnIndexInfo(path=path, num_samples=n, k=k_used, teacher=teacher_fp, dataset=data.fingerprint)
 
@@ -269,16 +286,22 @@ def check_knn_index(path: str | Path, teacher_fp: str, data_fp: str) -> dict[str
     Returns the file's contents. Raises :class:`KnnIndexError` naming the file and what differs.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise KnnIndexError(f"data.knn_index={path}: file not found (build it with `kdlab knn-index CONFIG`)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a bad file
-        raise KnnIndexError(f"data.knn_index={path}: cannot be read as a kNN index: {err}") from None
+        payload = torch_load_checked(path, what=f"data.knn_index={path}: the kNN index")
+    except CheckpointError as err:
+        raise KnnIndexError(str(err)) from None
     required = ("neighbours", "teacher", "dataset")
     missing = [key for key in required if not isinstance(payload, dict) or key not in payload]
     if missing:
-        raise KnnIndexError(f"data.knn_index={path}: not a kdlab kNN index (missing {', '.join(missing)})")
+        holds = "" if isinstance(payload, dict) else f"; it holds {describe_object(payload)}"
+        raise KnnIndexError(f"data.knn_index={path}: not a kdlab kNN index (missing {', '.join(missing)}{holds})")
+    neighbours = payload["neighbours"]
+    if not isinstance(neighbours, torch.Tensor) or neighbours.ndim != 2 or neighbours.is_floating_point():
+        shape = f"{neighbours.dtype} {tuple(neighbours.shape)}" if isinstance(neighbours, torch.Tensor) else \
+            describe_object(neighbours)
+        raise KnnIndexError(f"data.knn_index={path}: 'neighbours' must be an (N, K) integer tensor, got {shape}")
     stale = []
     if payload["teacher"] != teacher_fp:
         stale.append(f"teacher {str(payload['teacher'])[:12]} != current {teacher_fp[:12]}")

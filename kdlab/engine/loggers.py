@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import csv
 import importlib
+import io
 import json
-import os
 import secrets
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional, Protocol
 
 import torch
 
+from kdlab.checkpoint_io import atomic_write_text, check_output_file
 from kdlab.config import Config, ConfigError, to_dict
 
 #: the run-folder subfolder of TensorBoard's event files (``tensorboard --logdir RUN_DIR/tensorboard``)
@@ -91,11 +92,11 @@ class WandbBackend:
     """
 
     def __init__(self, wandb: ModuleType, settings: Mapping[str, Any], out_dir: Path, config: dict[str, Any]) -> None:
-        id_file = out_dir / WANDB_ID_FILE
+        id_file = check_output_file(out_dir / WANDB_ID_FILE, "the W&B run id file")  # a pipe would block the read
         run_id = id_file.read_text().strip() if id_file.exists() else ""
         if not run_id:
             run_id = secrets.token_hex(4)
-            id_file.write_text(run_id + "\n")
+            atomic_write_text(id_file, run_id + "\n", what="the W&B run id file")
         self.run = wandb.init(
             project=settings["project"],
             name=settings.get("name") or out_dir.resolve().name,
@@ -130,6 +131,7 @@ def write_csv_mirror(jsonl_path: Path, csv_path: Path) -> None:
     Rewritten whole from the JSONL (not appended), so it always equals it: a resumed run, whose
     ``metrics.jsonl`` lost the epochs it redoes, never shows a row twice.
     """
+    check_output_file(csv_path, "the metrics CSV")  # a device or pipe there is never removed or replaced
     if not jsonl_path.exists():
         csv_path.unlink(missing_ok=True)
         return
@@ -137,13 +139,12 @@ def write_csv_mirror(jsonl_path: Path, csv_path: Path) -> None:
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
-    partial = csv_path.with_name(csv_path.name + ".partial")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: _csv_cell(value) for key, value in row.items()})
-    os.replace(partial, csv_path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(columns), restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+    atomic_write_text(csv_path, text.getvalue(), what="the metrics CSV")
 
 
 def _epoch_scalars(row: Mapping[str, Any]) -> dict[str, float]:

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,17 @@ class MetricsLog:
         The file is replaced atomically (a temporary file renamed over it): a kill during the
         rewrite leaves the old file or the new one, never half of one.
         """
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return
         kept = [line for line in self.read() if line.get("epoch", 0) < epochs_done]
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text("".join(json.dumps(line) + "\n" for line in kept))
-        os.replace(temporary, self.path)
+        from kdlab.checkpoint_io import atomic_write_text
+
+        atomic_write_text(self.path, "".join(json.dumps(line) + "\n" for line in kept), what="metrics log")
 
     def append(self, row: dict[str, Any]) -> None:
+        from kdlab.checkpoint_io import check_output_file
+
+        check_output_file(self.path, "metrics log")  # appending to a pipe would block; a device swallow the rows
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
@@ -47,8 +51,10 @@ class MetricsLog:
         A damaged line anywhere else is an error naming the file and the line: that is not
         what an interrupted append leaves.
         """
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return []
+        if not self.path.is_file():  # a folder, a pipe (the read would block), a device, a dangling link
+            raise MetricsLogError(f"{self.path} is {_what_is(self.path)}, not a regular file: not a metrics.jsonl")
         try:
             text = self.path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
@@ -69,6 +75,17 @@ class MetricsLog:
                 raise MetricsLogError(f"{self.path} line {number} must be a JSON object, got {type(row).__name__}")
             rows.append(row)
         return rows
+
+
+def _what_is(path: Path) -> str:
+    """"a folder", "a named pipe (FIFO)", ... for a message (without importing torch, as reports read these files)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a link to nothing" if path.is_symlink() else "unreadable"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 class MetricsLogError(ValueError):

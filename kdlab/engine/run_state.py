@@ -119,10 +119,15 @@ def clear_run_outputs(out_dir: Path) -> None:
     import shutil
 
     for name in RUN_FILES:
-        (out_dir / name).unlink(missing_ok=True)
+        path = out_dir / name
+        if path.is_symlink() or path.is_file():  # never a device, pipe or socket that carries a run file's name
+            path.unlink()
     for name in RUN_FOLDERS:
-        if (out_dir / name).is_dir():
-            shutil.rmtree(out_dir / name)
+        path = out_dir / name
+        if path.is_symlink():
+            path.unlink()  # the link, not what it points to
+        elif path.is_dir():
+            shutil.rmtree(path)
 
 
 def _kept_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -184,12 +189,31 @@ def restore_checkpoint(run: Any, where: str, force: bool = False) -> bool:
             raise CheckpointError(f"--resume {where}: no such checkpoint (refusing to start fresh)")
         state = load_checkpoint_file(path, unsafe=run.unsafe_load)
         require_keys(state, RESUME_KEYS, path)
-    changed = config_differences(state["config"], to_dict(run.cfg))
+    changed = config_differences(state["config"], to_dict(run.cfg)) if isinstance(state["config"], dict) else ["config"]
     if changed and not force:
         raise ConfigError(
             f"--resume {path}: the config differs from the checkpoint's in {', '.join(changed)}; "
             "pass --resume-force to continue anyway"
         )
+    try:
+        _load_run_state(run, state, path)
+    except CheckpointError:
+        raise
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        # --resume-force past a config change can meet weights of another architecture or a damaged state
+        detail = " ".join(str(err).split())
+        if len(detail) > 300:
+            detail = detail[:300] + " ..."
+        raise CheckpointError(f"--resume {path}: the checkpoint does not fit this run ({type(err).__name__}: "
+                              f"{detail})") from None
+    if run.dist.is_main:
+        run.metrics.truncate_after(run.epoch)
+    say(run.progress_mode, f"resumed from {path} at epoch {run.epoch} step {run.step_in_epoch}")
+    return True
+
+
+def _load_run_state(run: Any, state: dict[str, Any], path: Path) -> None:
+    """Weights, optimizer, counters and RNG streams of ``state`` into ``run``."""
     run.student.load_state_dict(state["model"])
     missing, unexpected = run.method.load_state_dict(
         {**{f"student.{k}": v for k, v in state["model"].items()}, **state["method"]}, strict=False
@@ -206,7 +230,3 @@ def restore_checkpoint(run: Any, where: str, force: bool = False) -> bool:
     rng_ranks = state.get("rng_ranks")
     same_layout = isinstance(rng_ranks, list) and len(rng_ranks) == run.dist.world_size
     set_rng_state(rng_ranks[run.dist.rank] if same_layout else state["rng"])
-    if run.dist.is_main:
-        run.metrics.truncate_after(run.epoch)
-    say(run.progress_mode, f"resumed from {path} at epoch {run.epoch} step {run.step_in_epoch}")
-    return True

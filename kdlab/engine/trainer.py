@@ -21,8 +21,9 @@ from typing import Any, Optional
 import torch
 
 import kdlab
+from kdlab.checkpoint_io import atomic_write_text
 from kdlab.config import Config, ConfigError, dump_yaml, load_config
-from kdlab.engine import builders, distributed
+from kdlab.engine import builders, distributed, preflight
 from kdlab.engine.checkpoint import atomic_copy
 from kdlab.engine.finite_guard import DeferredFiniteCheck, prepare_optimizer_for_skips
 from kdlab.engine.loggers import RunLoggers
@@ -51,7 +52,7 @@ def _now() -> float:
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term or a gradient became NaN/Inf; the last good checkpoint is kept."""
+    """A loss term or a gradient became NaN/Inf; the last good checkpoint is kept (CLI exit code 4)."""
 
 
 @dataclass
@@ -140,7 +141,11 @@ class Trainer:
             self.student = distributed.convert_sync_batchnorm(self.student, self.device)
         if self.teacher is not None:
             self.teacher.to(self.device, memory_format=memory_format)
-        self.method, self.data = task.build_method(cfg, self.student, self.teacher, self.data, self.device)
+        # what type-checks but would only break at the first step is refused here, before any file is written
+        self.method, self.data = preflight.build_checked_method(
+            task, cfg, self.student, self.teacher, self.data, self.device,
+            out_dir=self.out_dir, is_main=self.dist.is_main,
+        )
         if cfg.trainer.compile:
             self.student.compile()
         # DDP wraps the Distiller (student + trainable term modules); the teacher is outside it
@@ -186,8 +191,15 @@ class Trainer:
             what = "a loss or gradient on another rank"
         return NonFiniteLossError(
             f"{what} became NaN/Inf at epoch {self.epoch} step {self.step_in_epoch} (global step {self.global_step}); "
-            f"stopped before the optimizer step, last good checkpoint kept in {self.ckpt_dir}"
+            f"stopped before the optimizer step; {self._last_good_checkpoint()}"
         )
+
+    def _last_good_checkpoint(self) -> str:
+        """Where a stopped run can be continued from, naming only files that exist."""
+        last = self.ckpt_dir / "last.pt"
+        if last.is_file():
+            return f"last good checkpoint kept: {last} (lower optim.lr or fix the loss, then --resume auto)"
+        return f"no checkpoint of this run exists yet (it diverged before the end of its first epoch): nothing to resume in {self.out_dir}"
 
     def _train_step(self, batch: dict[str, torch.Tensor], steps: int, stop: "StopSignal") -> tuple[Any, Optional[str]]:
         """One optimizer step; returns its output and the agreed reason to stop after it (or None)."""
@@ -238,7 +250,7 @@ class Trainer:
             f"{what} became NaN/Inf at epoch {first // steps} step {first % steps} (global step {first}); "
             f"that step was skipped and training stopped at global step {self.global_step + 1} "
             f"(trainer.finite_check=deferred checks every trainer.log_every={self.cfg.trainer.log_every} steps); "
-            f"last good checkpoint kept in {self.ckpt_dir}"
+            f"{self._last_good_checkpoint()}"
         )
 
     def _agree(self, finite: bool, reason: Optional[str]) -> tuple[bool, Optional[str]]:
@@ -288,7 +300,7 @@ class Trainer:
                 )
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(dump_yaml(cfg))
+            atomic_write_text(self.out_dir / "config.yaml", dump_yaml(cfg), what="the run's config.yaml")
         distributed.barrier()  # every rank has read any checkpoint before rank 0 writes again
         self._pending: dict[str, Any] = {}
         steps = self.data.train.steps_per_epoch
@@ -338,7 +350,8 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "kdlab_version": kdlab.__version__,
             }
-            (self.out_dir / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(self.out_dir / "final.json", json.dumps(summary, indent=2) + "\n",
+                              what="the run's final.json")
         distributed.barrier()
         history = history or self.metrics.read()
         say(self.progress_mode, f"done: {self.out_dir} (best {cfg.trainer.best_metric} = {self.best})")
@@ -385,6 +398,7 @@ class Trainer:
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["seconds"] = self._epoch_seconds
         row["steps"] = self.global_step
+        preflight.check_best_metric_recorded(cfg, row)  # keys known only once evaluated, before best.pt
         if self.dist.is_main:
             self.metrics.append(row)
         self.loggers.log_epoch(row)

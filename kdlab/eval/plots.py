@@ -7,6 +7,9 @@ matplotlib backend and pyplot state are never touched.
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -101,7 +104,33 @@ def plot_embedding_2d(
         axis.set_yticks([])
     figure.colorbar(scatter, ax=list(axes), label="class")
 
-    path = Path(path)
+    path = _regular_or_new(Path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    # temporary file + rename: an interrupted write leaves the previous figure, never half of one
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(buffer.getvalue())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
+
+
+def _regular_or_new(path: Path) -> Path:
+    """``path`` when it is a regular file (a link to one counts) or does not exist; else ValueError naming it.
+
+    A device, a named pipe or a folder at the plot path is never written to or replaced (kdlab.eval
+    imports nothing of kdlab outside it, so this is not kdlab.checkpoint_io.check_output_file).
+    """
+    if not os.path.lexists(path) or path.is_file():
+        return path
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise ValueError(f"plot path {path} is a symbolic link to nothing, not a regular file") from None
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+    what = next((name for test, name in kinds if test(mode)), "a special file")
+    raise ValueError(f"plot path {path} is {what}, not a regular file")

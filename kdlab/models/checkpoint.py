@@ -111,6 +111,8 @@ def read_checkpoint_file(path: PathLike, *, unsafe: bool = False) -> Any:
     A safetensors file is read with safetensors (no unpickling, so ``unsafe`` does not apply).
     """
     path = Path(path)
+    if path.is_dir():
+        raise _io.CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.stat().st_size > 0 and is_safetensors_file(path):

@@ -32,6 +32,20 @@ RESERVED_PREFIXES = (TV_PREFIX, TIMM_PREFIX, DET_PREFIX)
 _REGISTRY: dict[str, ModelFactory] = {}
 
 
+class OptionalDependencyError(ImportError):
+    """A model family needs an optional package that is not installed.
+
+    ``package`` is what is missing and ``install`` the command that adds it (the
+    pyproject extra first); callers that know the config key put it in front.
+    """
+
+    def __init__(self, for_what: str, package: str, extra: str) -> None:
+        self.for_what = for_what
+        self.package = package
+        self.install = f"pip install 'kdlab[{extra}]' (or pip install {package})"
+        super().__init__(f"{for_what} needs the optional dependency {package}, which is not installed: {self.install}")
+
+
 @overload
 def register_model(fn: F) -> F: ...
 

@@ -46,7 +46,7 @@ from torch import nn
 from kdlab.models.adapter_base import LibraryFeatureModel, module_name_of, primary_output
 from kdlab.models.capture import ActivationRecorder
 from kdlab.models.features import Features
-from kdlab.models.registry import unknown_name_error
+from kdlab.models.registry import OptionalDependencyError, unknown_name_error
 
 #: feature_info entries below this stride (the stem) are not stages
 MIN_STAGE_STRIDE = 4
@@ -57,14 +57,11 @@ REFUSED_OPTIONS = ("pretrained", "pretrained_cfg_overlay", "checkpoint_path", "c
 
 
 def import_timm(for_what: str) -> ModuleType:
-    """``import timm`` or an ImportError saying how to install it."""
+    """``import timm`` or an :class:`OptionalDependencyError` (an ImportError) saying how to install it."""
     try:
         import timm
     except ImportError as err:
-        raise ImportError(
-            f"{for_what} needs the optional dependency timm, which is not installed: "
-            "pip install 'kdlab[timm]' (or pip install timm)"
-        ) from err
+        raise OptionalDependencyError(for_what, "timm", "timm") from err
     return timm
 
 

@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Optional, Sequence
 
 from kdlab.config import flatten_config
-from kdlab.reporting.runs import RunRecord, number
+from kdlab.reporting.runs import CONFIG_FILE, RunRecord, number
 
 #: config keys that do not change what a run measures; runs differing only here form one group
 IGNORED_KEYS = frozenset(
@@ -95,13 +95,21 @@ class RunGroup:
 
 
 
+def has_config(run: RunRecord) -> bool:
+    """The run folder holds the ``config.yaml`` the trainer writes (an empty config read from nowhere is not one)."""
+    return bool(run.config) or (run.path / CONFIG_FILE).is_file()
+
+
 def group_key(run: RunRecord) -> str:
     """The run's config without seed and operational keys, as canonical JSON.
 
     Paths inside the run's own folder (e.g. a per-run cache) are written relative to it, so
-    two seeds that each keep an artefact in their own folder still compare equal.
+    two seeds that each keep an artefact in their own folder still compare equal. A run without
+    ``config.yaml`` is keyed by its folder: nothing says it shares a config with any other run.
     """
     own = str(run.path.resolve())
+    if not has_config(run):
+        return json.dumps({"<no config.yaml>": own})
     flat = {}
     for key, value in flatten_config(run.config).items():
         if key in IGNORED_KEYS:

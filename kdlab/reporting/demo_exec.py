@@ -45,11 +45,12 @@ class RunOutcome:
 # ------------------------------------------------------------------ the output folder
 def prepare_out_dir(options: DemoOptions) -> None:
     """Start clean (the demo's own files only) unless ``reuse``; refuse folders the demo did not write."""
+    from kdlab.checkpoint_io import check_output_file, check_output_folder  # here: the CLI parser imports no torch
+
     out = Path(options.out_dir)
+    check_output_folder(out, "--out")  # a file, device or pipe there is refused, never replaced
     if not out.exists():
         return
-    if not out.is_dir():
-        raise DemoError(f"--out {out} exists and is not a folder")
     if not any(out.iterdir()):
         return
     if not (out / MARKER_FILE).is_file():
@@ -65,14 +66,19 @@ def prepare_out_dir(options: DemoOptions) -> None:
         path = out / name
         if keep is not None and (path.resolve() == keep or path.resolve() in keep.parents):
             continue  # the teacher the user asked to reuse lives here
-        if path.is_dir():
+        if path.is_symlink():
+            path.unlink()  # the link itself; what it points to is not the demo's
+        elif path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
+            check_output_file(path, "--out")  # a device, pipe or socket named like an output: refused, kept
             path.unlink()
 
 
 def write_marker(options: DemoOptions, extra: dict[str, Any]) -> None:
     """``demo.json``: what the demo ran; its presence marks the folder as the demo's to clear."""
+    from kdlab.checkpoint_io import atomic_write_text
+
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     marker = {
@@ -85,7 +91,7 @@ def write_marker(options: DemoOptions, extra: dict[str, Any]) -> None:
         "teacher": str(options.teacher) if options.teacher else None,
         **extra,
     }
-    (out / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    atomic_write_text(out / MARKER_FILE, json.dumps(marker, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------ running
@@ -131,6 +137,7 @@ def evaluate_run(cfg: Any, run_dir: Path, plot_path: Optional[Path] = None) -> d
 
     Manifold metrics are added whenever the run has a teacher (they compare with it).
     """
+    from kdlab.checkpoint_io import atomic_write_text
     from kdlab.engine.report_eval import evaluate_checkpoint
 
     has_teacher = cfg.teacher.name is not None or cfg.teacher.checkpoint is not None
@@ -142,7 +149,7 @@ def evaluate_run(cfg: Any, run_dir: Path, plot_path: Optional[Path] = None) -> d
         results["best"] = evaluate_checkpoint(cfg, str(best), **options)
     else:
         results["best"] = dict(results["last"], checkpoint=str(best))
-    (run_dir / EVAL_FILE).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    atomic_write_text(run_dir / EVAL_FILE, json.dumps(results, indent=2, default=str) + "\n")
     return results
 
 

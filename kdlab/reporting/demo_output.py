@@ -172,13 +172,15 @@ def write_outputs(
     result: "DemoResult", options: "DemoOptions", plan: Sequence["PlannedRun"], started_at: datetime
 ) -> list[Path]:
     """Write results.json, results.csv, the PNG figures and report.md; return the paths written."""
+    from kdlab.checkpoint_io import atomic_write_text  # here: building the CLI parser imports no torch
+
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     results = out / "results.json"
-    results.write_text(json.dumps(result.rows, indent=2) + "\n")
+    atomic_write_text(results, json.dumps(result.rows, indent=2) + "\n")
     csv_path = out / "results.csv"
-    csv_path.write_text(to_csv(result.rows))
+    atomic_write_text(csv_path, to_csv(result.rows))
     written += [results, csv_path]
     groups = _groups(result)
     figures = [
@@ -193,7 +195,7 @@ def write_outputs(
     first = plan[0] if plan else None
     data_text = data_summary(first.config_path, first.overrides) if first else "see the runs' config.yaml"
     report = out / "report.md"
-    report.write_text(render_report(result, options, plan, started_at, data_text, figures))
+    atomic_write_text(report, render_report(result, options, plan, started_at, data_text, figures))
     written.append(report)
     return written
 

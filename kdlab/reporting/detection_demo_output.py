@@ -154,14 +154,16 @@ def render_report(result: "DetectionDemoResult", options: "DetectionDemoOptions"
 def write_outputs(result: "DetectionDemoResult", options: "DetectionDemoOptions", plan: Sequence["PlannedRun"],
                   started_at: datetime, figures: Sequence[Path]) -> list[Path]:
     """Write results.json, results.csv and report.md; return every file the demo wrote (figures included)."""
+    from kdlab.checkpoint_io import atomic_write_text  # here: building the CLI parser imports no torch
+
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.json"
-    results.write_text(json.dumps(result.rows, indent=2) + "\n")
+    atomic_write_text(results, json.dumps(result.rows, indent=2) + "\n")
     csv_path = out / "results.csv"
-    csv_path.write_text(to_csv(result.rows))
+    atomic_write_text(csv_path, to_csv(result.rows))
     report = out / "report.md"
-    report.write_text(render_report(result, options, plan, started_at, figures))
+    atomic_write_text(report, render_report(result, options, plan, started_at, figures))
     return [results, csv_path, report, *figures]
 
 

@@ -111,7 +111,10 @@ def plot_detections(models: Sequence[tuple[str, Path]], path: str | Path, *, ima
     figure.suptitle(f"first {count} test canvases: boxes with score >= {score_threshold:g} (class score)",
                     fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=110)
-    return path
+    import io
+
+    from kdlab.checkpoint_io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return atomic_write_bytes(path, buffer.getvalue(), what="plot")  # a regular file or a new path only

@@ -15,6 +15,10 @@ from kdlab.reporting.aggregate import RunGroup
 from kdlab.reporting.runs import number
 
 
+class NothingToPlotError(ValueError):
+    """The runs hold no value a figure would draw (e.g. every metrics.jsonl is empty); no file is written."""
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -25,11 +29,16 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(figure: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The figure as a PNG at ``path``, written atomically; only to a regular file or a new path."""
+    import io
+
+    from kdlab.checkpoint_io import atomic_write_bytes, check_output_file
+
+    path = check_output_file(path, "plot")
     figure.tight_layout()
-    figure.savefig(path, format="png", dpi=110)
-    return path
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return atomic_write_bytes(path, buffer.getvalue(), what="plot")
 
 
 def plot_accuracy(
@@ -47,7 +56,7 @@ def plot_accuracy(
     """
     shown = [row for row in rows if row.get("top1_mean") is not None]
     if not shown:
-        raise ValueError(f"no row has a top1_mean to plot (methods: {[row.get('method') for row in rows]})")
+        raise NothingToPlotError(f"no row has a top1_mean to plot (methods: {[row.get('method') for row in rows]})")
     figure = _figure(max(5.0, 0.9 * len(shown) + 2.0), 4.0)
     axis = figure.subplots()
     x = np.arange(len(shown))
@@ -117,7 +126,9 @@ def plot_training_curves(
         drawn += 1
     if drawn == 0:
         names = [group.label for group in groups]
-        raise ValueError(f"no run in groups {names} has {key!r} in its metrics.jsonl")
+        empty = [str(run.path / "metrics.jsonl") for group in groups for run in group.runs if not run.metrics]
+        shown = f" ({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''} empty)" if empty else ""
+        raise NothingToPlotError(f"no run in groups {names} has {key!r} in its metrics.jsonl{shown}")
     from matplotlib.ticker import MaxNLocator
 
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))

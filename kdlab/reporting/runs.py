@@ -23,6 +23,8 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
+from kdlab.config.yaml_reading import describe_yaml_error
+
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 FINAL_FILE = "final.json"
@@ -77,9 +79,36 @@ def number(value: Any) -> Optional[float]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise RunFolderError(f"{path} is not valid JSON: {err}") from None
+    except UnicodeDecodeError as err:
+        raise RunFolderError(f"{path} is not UTF-8 text (byte {err.start}): not valid JSON") from None
+    except RecursionError:
+        raise RunFolderError(f"{path} nests JSON too deeply to read") from None
+
+
+#: the keys of final.json that reports read, with the JSON types each may have
+_FINAL_TYPES: dict[str, tuple[type, ...]] = {"completed": (bool,), "train_seconds": (int, float), "epochs": (int,)}
+
+
+def read_final(path: Path) -> dict[str, Any]:
+    """``final.json`` (the trainer's summary of a completed run), checked for the keys reports read.
+
+    It must be a JSON object with a boolean ``completed``; ``train_seconds`` and ``epochs``, when
+    present, must be numbers. Anything else raises :class:`RunFolderError` naming the file.
+    """
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} must hold a JSON object (the trainer's run summary), got {type(data).__name__}")
+    if "completed" not in data:
+        raise RunFolderError(f"{path} lacks 'completed': not the final.json kdlab train writes")
+    for key, types in _FINAL_TYPES.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+            expected = " or ".join(t.__name__ for t in types)
+            raise RunFolderError(f"{path}: {key!r} must be {expected}, got {type(value).__name__} {value!r:.40}")
+    return data
 
 
 def read_metrics_file(path: Path) -> list[dict[str, Any]]:
@@ -119,23 +148,30 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
     if not config_path.is_file():
         return {}
     try:
-        config = yaml.safe_load(config_path.read_text()) or {}
+        text = config_path.read_text(encoding="utf-8")
+        config = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise RunFolderError(f"{config_path} is not valid YAML: {err}") from None
+        raise RunFolderError(f"{config_path} is not valid YAML: {describe_yaml_error(err, text)}") from None
+    except UnicodeDecodeError as err:
+        raise RunFolderError(f"{config_path} is not UTF-8 text (byte {err.start}): not valid YAML") from None
     if not isinstance(config, dict):
         raise RunFolderError(f"{config_path} must be a mapping, got {type(config).__name__}")
     return config
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """Read one run folder (it must contain metrics.jsonl)."""
+    """Read one run folder (it must contain metrics.jsonl).
+
+    A ``final.json`` that is not JSON or not the trainer's summary (:func:`read_final`) raises
+    :class:`RunFolderError` naming the file.
+    """
     path = Path(path)
     metrics_path = path / METRICS_FILE
     if not metrics_path.is_file():
         raise RunFolderError(f"{path} is not a run folder: {METRICS_FILE} is missing")
     config = read_run_config(path)
     final_path = path / FINAL_FILE
-    final = _read_json(final_path) if final_path.is_file() else None
+    final = read_final(final_path) if final_path.is_file() else None
     eval_path = path / EVAL_FILE
     evaluation = read_evaluation(eval_path) if eval_path.is_file() else {}
     return RunRecord(path, config, read_metrics_file(metrics_path), final, evaluation, read_profile(path))

@@ -38,14 +38,14 @@ def test_nan_gradient_stops_before_the_step_naming_the_parameter(tmp_path: Path)
         assert torch.isfinite(value.float()).all()
 
 
-def test_nan_through_the_command_is_one_line_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
+def test_nan_through_the_command_is_one_line_and_exit_4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
     from kdlab.cli.main import main
     from kdlab.methods.terms.ce import CrossEntropyTerm
 
     monkeypatch.setattr(CrossEntropyTerm, "forward", lambda self, step: step.student.logits.sum() * float("inf"))
     code = main(["train", str(empty_config(tmp_path)), *TINY, f"trainer.out_dir={tmp_path / 'run'}", "trainer.epochs=1"])
     err = capsys.readouterr().err
-    assert code == 1 and "stopped: loss term(s) ce became NaN/Inf at epoch 0 step 0" in err
+    assert code == 4 and "stopped: loss term(s) ce became NaN/Inf at epoch 0 step 0" in err
     assert "Traceback" not in err
 
 

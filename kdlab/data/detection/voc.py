@@ -30,7 +30,11 @@ def _split_file(root: Path, split: str, key: str) -> Path:
 
 def split_ids(root: Path, split: str, key: str) -> list[str]:
     """The image ids of ``ImageSets/Main/<split>.txt`` (first column; VOC's per-class files have a second)."""
-    text = _split_file(root, split, key).read_text()
+    path = _split_file(root, split, key)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{key}={split}: {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 

@@ -85,7 +85,9 @@ def _load_pickle(path: Path) -> dict:
             "refusing to load it (a crafted pickle can run code): replace it with the official file"
         ) from None
     except Exception as exc:  # unpickling a damaged file raises many types
-        raise DataError(f"cannot read CIFAR batch file {path}: {type(exc).__name__}: {exc}") from None
+        detail = " ".join(str(exc).split()) or "no detail"
+        raise DataError(f"cannot read CIFAR batch file {path} (damaged or not a CIFAR batch): "
+                        f"{type(exc).__name__}: {detail}") from None
     if not isinstance(batch, dict):
         raise DataError(f"CIFAR batch file {path} holds a {type(batch).__name__}, not the dict of a CIFAR batch")
     return batch

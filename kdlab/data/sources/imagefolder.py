@@ -1,21 +1,30 @@
 """ImageFolder layout (``train/<class>/*`` and ``val/<class>/*`` or ``test/``) in a folder or a zip.
 
 Listing reads only directory entries (or the zip's central directory), never
-image bytes, so counting a large dataset is cheap.
+image bytes, so counting a large dataset is cheap. Folder links are followed, each
+real folder once per class; a link back to a folder above it (a loop) is skipped
+with a warning. A file link to nothing (``x.jpg -> missing``) is listed like any
+image and fails to read: ``data.on_corrupt=skip`` skips it like an undecodable
+image, otherwise the data layer stops with one line naming it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from ..errors import DataError
 from ..imageio import IMAGE_EXTENSIONS, FileTable, file_stamp
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetSource, SplitSpec
+
+logger = logging.getLogger("kdlab.data")
 
 EVAL_SPLITS = ("val", "test")
 _LAYOUT_HINT = "train/<class>/<image> and val/<class>/<image> (or test/)"
@@ -92,6 +101,44 @@ def _list_zip(path: Path) -> FolderListing:
     return FolderListing(path, True, prefix, _group(pairs, prefix), file_stamp(path))
 
 
+def _inside(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or below it (both resolved)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _walk_class(class_dir: Path) -> Iterator[tuple[str, list[str]]]:
+    """``(folder, file names)`` of every folder below ``class_dir``, following folder links safely.
+
+    A linked folder is listed at most once per real folder (resolved paths are tracked), and a link
+    that leads back to a folder above it (``train/cat/loop -> ..``) is skipped with a warning naming
+    it: followed, it would list the same images again at every level until the OS gives up (40
+    levels). Sub-folders are visited in name order, so which name lists a folder is reproducible.
+    """
+    visited = {os.path.realpath(class_dir)}
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        here = os.path.realpath(dirpath)
+        kept = []
+        for name in sorted(d for d in dirnames if not _is_junk(d)):
+            full = os.path.join(dirpath, name)
+            target = os.path.realpath(full)
+            if _inside(here, target):
+                _warn(f"skipped the folder link {full} -> {target}: it leads back to a folder above it (a loop)")
+                continue
+            if target in visited:
+                if os.path.islink(full):
+                    _warn(f"skipped the folder link {full} -> {target}: that folder is listed already")
+                continue
+            visited.add(target)
+            kept.append(name)
+        dirnames[:] = kept
+        yield dirpath, filenames
+
+
+def _warn(message: str) -> None:
+    logger.warning(message)
+    warnings.warn(message, stacklevel=3)
+
+
 def _list_dir(path: Path) -> FolderListing:
     if (path / "train").is_dir():
         prefix = ""
@@ -112,8 +159,7 @@ def _list_dir(path: Path) -> FolderListing:
             continue
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             pairs.append((f"{split}/{class_dir.name}/", f"{prefix}{split}/{class_dir.name}/"))
-            for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-                dirnames[:] = [d for d in dirnames if not _is_junk(d)]
+            for dirpath, filenames in _walk_class(class_dir):
                 rel_dir = Path(dirpath).relative_to(base).as_posix()
                 for file_name in filenames:
                     pairs.append((f"{rel_dir}/{file_name}", f"{prefix}{rel_dir}/{file_name}"))

@@ -72,13 +72,21 @@ class CorruptionCell:
 
 def _npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a readable .npy array ({detail})") from None
+    if not isinstance(array, np.ndarray):  # a .npz archive: np.load returns a lazy dict of arrays
+        array.close()
+        raise DataError(f"{path}: an .npz archive, not one .npy array")
+    return array
 
 
 def _npy_cells(root: Path, names: Optional[Sequence[str]], severities: Sequence[int]) -> list[CorruptionCell]:
     labels = _npy(root / "labels.npy")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{root / 'labels.npy'}: expected a 1-D array of integer class indices, got {labels.dtype} "
+                        f"{tuple(labels.shape)}")
     files = sorted(p for p in root.glob("*.npy") if p.name != "labels.npy")
     cells = []
     for file in files:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _fault_helpers import no_training  # noqa: F401 - a fixture
 
 from kdlab.cli.main import main
 from kdlab.config import ConfigError, load_config
@@ -23,21 +24,6 @@ from kdlab.engine.timelimit import parse_duration as engine_parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENT = str(REPO / "configs" / "demo" / "student.yaml")
-
-
-class TrainingStarted(AssertionError):
-    pass
-
-
-@pytest.fixture
-def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any Trainer that gets built fails the test: validation must refuse first."""
-    from kdlab.engine import trainer
-
-    def refuse(*args, **kwargs):
-        raise TrainingStarted("a Trainer was built: the invalid value passed validation")
-
-    monkeypatch.setattr(trainer.Trainer, "__init__", refuse)
 
 
 def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _fault_helpers import TINY, empty_config, kdlab_command, subprocess_env
+from _fault_helpers import TINY, empty_config, kdlab_command, subprocess_env, wait_for
 
 from kdlab.cli.main import EXIT_DIVERGED, EXIT_STOPPED, main
 from kdlab.engine import trainer as trainer_module
@@ -95,18 +95,6 @@ def test_a_huge_learning_rate_diverges_with_exit_4(tmp_path, capsys):
     assert code == 4 and "NaN/Inf" in err
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 300.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the run ended (exit {proc.returncode}) before {path} appeared\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{path} did not appear")
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 def test_ctrl_c_pressed_three_times_saves_the_checkpoint_and_exits_3(tmp_path):
     run = tmp_path / "run"
@@ -114,7 +102,7 @@ def test_ctrl_c_pressed_three_times_saves_the_checkpoint_and_exits_3(tmp_path):
     # its own process group, as a terminal's Ctrl-C reaches every process of the foreground group
     proc = subprocess.Popen(kdlab_command(*argv), cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    _wait_for(run / "checkpoints" / "best.pt", proc)
+    wait_for(run / "checkpoints" / "best.pt", proc)
     for _ in range(3):
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(0.05)

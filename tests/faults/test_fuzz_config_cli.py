@@ -11,19 +11,14 @@ import string
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from _fault_helpers import InputCounter, fuzz_settings, no_training  # noqa: F401 - a fixture
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kdlab.cli.main import main
 from kdlab.config import Config, ConfigError, all_keys, from_dict, load_config
 
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(max_examples=60)
 
 KEYS = all_keys()
 SECTIONS = sorted({key.split(".")[0] for key in KEYS})
@@ -53,20 +48,16 @@ value_text = st.one_of(
     st.sampled_from(["0", "-1", "1.5", ".nan", ".inf", "-.inf", "null", "true", "[1, 2]", "{a: 1}", "2001-13-45",
                      "2001-02-30 25:61:00", "!!binary xyz", "'", "[", "{{", "&a [*a]", "*x", "@", "%YAML 9", "\t"]),
 )
-COUNTS: dict[str, int] = {}
+COUNTS = InputCounter("fuzzed inputs without a traceback")
 COMMANDS = ("train", "eval", "print-config", "list-models", "list-methods", "data", "bench", "demo", "report",
             "knn-index", "cache-teacher")
 
-
-def counted(name: str) -> None:
-    COUNTS[name] = COUNTS.get(name, 0) + 1
 
 
 @pytest.fixture(scope="module", autouse=True)
 def report_counts():
     yield
-    total = sum(COUNTS.values())
-    print(f"\nfuzzed inputs without a traceback: {total} ({', '.join(f'{k} {v}' for k, v in sorted(COUNTS.items()))})")
+    print("\n" + COUNTS.summary())
 
 
 def nested(pairs: list[tuple[str, object]]) -> dict:
@@ -86,7 +77,7 @@ def nested(pairs: list[tuple[str, object]]) -> dict:
 @FUZZ
 @given(st.lists(st.tuples(key_text, values), max_size=6))
 def test_from_dict_accepts_or_refuses_cleanly(pairs):
-    counted("mappings")
+    COUNTS.add("mappings")
     try:
         assert isinstance(from_dict(nested(pairs)), Config)
     except ConfigError:
@@ -100,7 +91,7 @@ def test_from_dict_accepts_or_refuses_cleanly(pairs):
     st.binary(max_size=60).map(lambda b: b.decode("latin-1")),
 ))
 def test_yaml_files_load_or_refuse_cleanly(tmp_path_factory, text):
-    counted("yaml files")
+    COUNTS.add("yaml files")
     path = tmp_path_factory.mktemp("fuzz") / "config.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
     try:
@@ -112,7 +103,7 @@ def test_yaml_files_load_or_refuse_cleanly(tmp_path_factory, text):
 @FUZZ
 @given(st.binary(max_size=60))
 def test_undecodable_yaml_bytes_are_refused_cleanly(tmp_path_factory, raw):
-    counted("yaml bytes")
+    COUNTS.add("yaml bytes")
     path = tmp_path_factory.mktemp("fuzz") / "config.yaml"
     path.write_bytes(b"trainer:\n  epochs: 3\n" + raw)
     try:
@@ -130,7 +121,7 @@ override = st.one_of(
 @FUZZ
 @given(st.lists(override, max_size=5))
 def test_overrides_apply_or_refuse_cleanly(overrides):
-    counted("override lists")
+    COUNTS.add("override lists")
     try:
         load_config(None, overrides)
     except ConfigError:
@@ -153,7 +144,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> int:
 @FUZZ
 @given(argv_tokens, st.booleans())
 def test_print_config_argv_exits_0_or_2(capsys, tmp_path_factory, tokens, with_file):
-    counted("print-config argv")
+    COUNTS.add("print-config argv")
     argv = ["print-config"]
     if with_file:
         path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
@@ -162,15 +153,11 @@ def test_print_config_argv_exits_0_or_2(capsys, tmp_path_factory, tokens, with_f
     assert run_cli([*argv, *tokens], capsys) in (0, 2)
 
 
-class TrainingStarted(AssertionError):
-    pass
-
-
 @FUZZ
 @given(argv_tokens, st.sampled_from(["trainer.epochs=0", "trainer.epochs=-3", "optim.lr=-1", "data.batch_size=0",
                                      "trainer.log_every=0", "schedule.name=linear", "optim.lr=.nan"]))
 def test_train_argv_with_an_invalid_value_never_trains(capsys, tmp_path_factory, no_training, tokens, invalid):
-    counted("train argv")
+    COUNTS.add("train argv")
     path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
     path.write_text("{}\n")
     # nothing after the invalid value may reset it (a later override, or a whole section replaced)
@@ -181,25 +168,10 @@ def test_train_argv_with_an_invalid_value_never_trains(capsys, tmp_path_factory,
     assert code == 2 or (helped and code == 0), (tokens, code)
 
 
-@pytest.fixture(scope="module")
-def no_training():
-    """Any Trainer that gets built fails the test: validation must refuse first."""
-    from kdlab.engine import trainer
-
-    patch = pytest.MonkeyPatch()
-
-    def refuse(*args, **kwargs):
-        raise TrainingStarted("a Trainer was built: the invalid value passed validation")
-
-    patch.setattr(trainer.Trainer, "__init__", refuse)
-    yield
-    patch.undo()
-
-
 @FUZZ
 @given(st.lists(st.text(max_size=12), max_size=5))
 def test_any_argv_exits_cleanly(capsys, tokens):
-    counted("raw argv")
+    COUNTS.add("raw argv")
     # a random first word is almost never a command; when it is one that does work, drop it
     if tokens and tokens[0] in COMMANDS and tokens[0] not in ("print-config", "list-models", "list-methods"):
         tokens = tokens[1:]

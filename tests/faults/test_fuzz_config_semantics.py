@@ -18,37 +18,27 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from _fault_helpers import InputCounter, fuzz_settings, no_training  # noqa: F401 - a fixture
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kdlab.cli.main import main
 from kdlab.config import Config
 from kdlab.config.durations import parse_duration
 
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(max_examples=40)
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENT = str(REPO / "configs" / "demo" / "student.yaml")
 INT64 = (-(2**63), 2**63 - 1)
-COUNTS: dict[str, int] = {}
+COUNTS = InputCounter("fuzzed semantic inputs without a traceback")
 
-
-def counted(name: str) -> None:
-    COUNTS[name] = COUNTS.get(name, 0) + 1
 
 
 @pytest.fixture(scope="module", autouse=True)
 def report_counts():
     yield
-    total = sum(COUNTS.values())
-    print(f"\nfuzzed semantic inputs without a traceback: {total} "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(COUNTS.items()))})")
+    print("\n" + COUNTS.summary())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +138,7 @@ floats = st.one_of(
 @FUZZ
 @given(st.sampled_from(INT_FIELDS), ints)
 def test_integer_values_follow_the_declared_bounds(capsys, field, number):
-    counted("integers")
+    COUNTS.add("integers")
     accepted = outcome(["print-config", STUDENT, f"{field.key}={number}"], capsys)
     if field.key not in CROSS_CHECKED:
         assert accepted == in_bounds(field, number), (field.key, number, accepted)
@@ -157,7 +147,7 @@ def test_integer_values_follow_the_declared_bounds(capsys, field, number):
 @FUZZ
 @given(st.sampled_from(FLOAT_FIELDS), floats)
 def test_float_values_follow_the_declared_bounds(capsys, field, number):
-    counted("floats")
+    COUNTS.add("floats")
     accepted = outcome(["print-config", STUDENT, f"{field.key}={yaml_number(number)}"], capsys)
     if field.key not in CROSS_CHECKED:
         assert accepted == in_bounds(field, number), (field.key, number, accepted)
@@ -166,7 +156,7 @@ def test_float_values_follow_the_declared_bounds(capsys, field, number):
 @FUZZ
 @given(st.sampled_from(LIST_FIELDS), st.lists(st.one_of(ints, floats), max_size=4))
 def test_number_lists_follow_the_declared_bounds(capsys, field, numbers):
-    counted("number lists")
+    COUNTS.add("number lists")
     if field.kind == "int list":
         numbers = [n if isinstance(n, int) else 0 for n in numbers]
     text = "[" + ", ".join(yaml_number(n) for n in numbers) + "]"
@@ -188,7 +178,7 @@ durations = st.one_of(
 @FUZZ
 @given(durations)
 def test_durations_are_positive_and_finite_or_refused(capsys, text):
-    counted("durations")
+    COUNTS.add("durations")
     if "=" in text or text.strip().startswith("-"):  # "-..." is an option to argparse, "=" another override
         text = text.replace("=", "").lstrip(" -")
     accepted = outcome(["print-config", STUDENT, f"trainer.time_limit={text}"], capsys)
@@ -249,7 +239,7 @@ def term_ok(term: Any) -> bool:
 @FUZZ
 @given(terms)
 def test_term_shapes_follow_the_generic_rules(capsys, entries):
-    counted("term lists")
+    COUNTS.add("term lists")
     accepted = outcome(["print-config", STUDENT, f"distill.terms={flow(entries)}"], capsys)
     assert accepted == all(term_ok(t) for t in entries), (entries, accepted)
 
@@ -273,27 +263,10 @@ overrides = st.one_of(
 @FUZZ
 @given(st.lists(overrides, min_size=1, max_size=4))
 def test_combinations_refuse_in_one_line_or_load(capsys, argv_overrides):
-    counted("override combinations")
+    COUNTS.add("override combinations")
     outcome(["print-config", STUDENT, *argv_overrides], capsys)
 
 
-class TrainingStarted(AssertionError):
-    pass
-
-
-@pytest.fixture(scope="module")
-def no_training():
-    """Any Trainer that gets built fails the test: validation must refuse first."""
-    from kdlab.engine import trainer
-
-    patch = pytest.MonkeyPatch()
-
-    def refuse(*args, **kwargs):
-        raise TrainingStarted("a Trainer was built: the invalid value passed validation")
-
-    patch.setattr(trainer.Trainer, "__init__", refuse)
-    yield
-    patch.undo()
 
 
 def out_of_bounds(field: Field) -> Optional[str]:
@@ -316,7 +289,7 @@ def out_of_bounds(field: Field) -> Optional[str]:
 @FUZZ
 @given(st.sampled_from(FIELDS), st.lists(overrides, max_size=2))
 def test_train_with_an_out_of_bounds_value_never_trains(capsys, tmp_path_factory, no_training, field, others):
-    counted("train argv")
+    COUNTS.add("train argv")
     bad = out_of_bounds(field)
     others = [o for o in others if o.split("=", 1)[0] != field.key]
     out = tmp_path_factory.mktemp("run")

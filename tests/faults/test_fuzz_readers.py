@@ -20,32 +20,26 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from _fault_helpers import InputCounter, fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kdlab.cli.main import main, user_errors
 
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(max_examples=40)
 SHARED_TEACHER = Path(__file__).resolve().parents[3] / "shared" / "teachers" / "resnet20-12fca82f.th"
-COUNTS: dict[str, int] = {}
+COUNTS = InputCounter("hostile files read without a traceback")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def report_counts():
     yield
-    total = sum(COUNTS.values())
-    print(f"\nhostile files read without a traceback: {total} ({', '.join(f'{k} {v}' for k, v in sorted(COUNTS.items()))})")
+    print("\n" + COUNTS.summary())
 
 
 def refused_cleanly(read: Callable[[], Any], what: str) -> None:
     """``read()`` returns, or raises a user error whose message is one line."""
-    COUNTS[what] = COUNTS.get(what, 0) + 1
+    COUNTS.add(what)
     try:
         read()
     except user_errors() as err:
@@ -225,7 +219,7 @@ def test_run_folders_for_kdlab_report(tmp_path_factory, capsys, metrics, final, 
         if text is not None:
             (run / name).write_text(text, encoding="utf-8", errors="surrogateescape")
     refused_cleanly(lambda: load_run(run), "run folder")
-    COUNTS["kdlab report"] = COUNTS.get("kdlab report", 0) + 1
+    COUNTS.add("kdlab report")
     code = main(["report", str(run)])
     err = capsys.readouterr().err
     assert code in (0, 2) and "Traceback" not in err, err
@@ -266,7 +260,7 @@ def test_fast_path_data_caches(tmp_path_factory, meta, array):
     for name in data_cache._FILES:
         (folder / name).write_bytes(array)
     # an unreadable cache is not an error: it is ignored (and rebuilt), never a crash
-    COUNTS["data cache"] = COUNTS.get("data cache", 0) + 1
+    COUNTS.add("data cache")
     assert data_cache._read(folder) is None
 
 

@@ -18,6 +18,7 @@ from _fault_helpers import (
     run_kdlab,
     subprocess_env,
     train,
+    wait_for,
 )
 
 from kdlab.engine import trainer as trainer_module
@@ -27,18 +28,6 @@ from kdlab.engine.trainer import EXIT_PREEMPTED
 # 800 samples / batch 4 = 200 steps per epoch: long enough that a signal lands mid-epoch
 LONG_EPOCHS = ["data.synthetic_train=800", "data.batch_size=4", "data.synthetic_size=4", "trainer.epochs=2"]
 STEPS_PER_EPOCH = 200
-
-
-def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 300.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the run ended (exit {proc.returncode}) before {path} appeared\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{path} did not appear")
-        time.sleep(0.02)
 
 
 @pytest.mark.slow

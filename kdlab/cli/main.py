@@ -101,15 +101,21 @@ def one_line(err: BaseException) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from kdlab.engine.stop_signal import install_command_handlers, reset_stopping, restore_handlers
+    from kdlab.engine.stop_signal import CommandInterrupted, install_command_handlers, reset_stopping, restore_handlers
 
     reset_stopping()  # a stop of an earlier in-process call does not carry over
-    previous = install_command_handlers()
+    command = _command_of(sys.argv[1:] if argv is None else list(argv))
+    previous = install_command_handlers(lambda signum: _interrupted_line(command, CommandInterrupted(signum)))
     try:
         return _run(argv)
     finally:
         # the real command line (argv None) exits next: from here a signal has nothing left to stop
         restore_handlers(previous, exiting=argv is None)
+
+
+def _command_of(argv: Sequence[str]) -> Optional[str]:
+    """The subcommand named in ``argv`` (its first word that is not an option), before argparse runs."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _interrupted_line(command: Optional[str], err: KeyboardInterrupt) -> str:
@@ -145,15 +151,15 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as err:  # first: the clauses below import torch to name their types
+        print(_interrupted_line(args.command, err), file=sys.stderr)
+        return EXIT_STOPPED
     except user_errors() as err:
         print(f"kdlab {args.command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except run_stopped_errors() as err:
         print(f"kdlab {args.command}: stopped: {err}", file=sys.stderr)
         return EXIT_DIVERGED
-    except KeyboardInterrupt as err:
-        print(_interrupted_line(args.command, err), file=sys.stderr)
-        return EXIT_STOPPED
 
 
 if __name__ == "__main__":

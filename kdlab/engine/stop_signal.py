@@ -11,8 +11,10 @@ or being saved, and interrupting the way out would only turn a clean stop into a
 
 from __future__ import annotations
 
+import os
 import signal
-from typing import Any, Optional
+from types import FrameType
+from typing import Any, Callable, Optional
 
 #: stop reasons by urgency; under DDP every rank stops for the most urgent one any rank has
 STOP_PREFIXES = ("trainer.stop_after_steps", "trainer.time_limit", "signal")
@@ -35,18 +37,43 @@ class CommandInterrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:  # noqa: ARG001
+def _default_message(signum: int) -> str:
+    return f"kdlab: stopped by {signal.Signals(signum).name}"
+
+
+_message: Callable[[int], str] = _default_message
+
+
+def _inside_an_import(frame: Optional[FrameType]) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupted(signum: int, frame: Optional[FrameType]) -> None:
     global _stopping
-    if not _stopping:
-        _stopping = True  # the command is on its way out: the next Ctrl-C must not interrupt its last line
-        raise CommandInterrupted(signum)
+    if _stopping:
+        return
+    _stopping = True  # the command is on its way out: the next Ctrl-C must not interrupt its last line
+    if _inside_an_import(frame):
+        # an exception through a half-run import (torch's C extension) leaves modules that crash the
+        # interpreter when touched again: nothing was trained or written yet, so leave at once
+        os.write(2, (_message(signum) + "\n").encode())
+        os._exit(EXIT_STOPPED)
+    raise CommandInterrupted(signum)
 
 
-def install_command_handlers() -> dict[int, Any]:
+def install_command_handlers(message: Optional[Callable[[int], str]] = None) -> dict[int, Any]:
     """SIGINT/SIGTERM raise :class:`CommandInterrupted` from now on; returns the handlers replaced.
 
-    Only the main thread may set handlers; elsewhere nothing changes and ``{}`` is returned.
+    ``message(signum)``: the line printed when a signal lands inside an import (the process then
+    exits with :data:`EXIT_STOPPED` at once). Only the main thread may set handlers; elsewhere nothing
+    changes and ``{}`` is returned.
     """
+    global _message
+    _message = message or _default_message
     previous: dict[int, Any] = {}
     for sig in _SIGNALS:
         try:

@@ -113,11 +113,13 @@ def test_ctrl_c_pressed_three_times_saves_the_checkpoint_and_exits_3(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_during_start_up_is_one_line_and_exit_3(tmp_path):
+@pytest.mark.parametrize("delay", [0.3, 0.8, 2.0])
+def test_sigterm_during_start_up_is_one_line_and_exit_3(tmp_path, delay):
     argv = ["train", str(empty_config(tmp_path)), *TINY, f"trainer.out_dir={tmp_path / 'run'}"]
     proc = subprocess.Popen(kdlab_command(*argv), cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)  # python is importing torch or building the run: long before the first step
+    # python is importing torch (a signal inside an import exits at once) or building the run
+    time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, f"{out}\n{err}"

@@ -58,7 +58,9 @@ def _extra_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     chosen: list[tuple[str, str]] = []
     for prefix, header in _SHOWN_EXTRAS:
         for name in names:
-            if name.startswith(prefix) and name not in [c for c, _ in chosen]:
+            # a header without {k} names one metric: "retrieval_recall@1" is not "retrieval_recall@10"
+            matches = name.startswith(prefix) if "{k}" in header else name == prefix
+            if matches and name not in [c for c, _ in chosen]:
                 chosen.append((name, header.format(k=name[len(prefix):])))
     return chosen
 
